@@ -1,0 +1,370 @@
+"""Wiring: cameras -> events -> MQTT, and MQTT commands -> cameras.
+
+Threads: paho's network thread; one control thread (broker connects, incoming
+commands, housekeeping); per camera one stream thread and one command thread. They share
+one stop event; every blocking call has a timeout, so a stop takes effect within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hik2mqtt.camera import MNPR_PATH, CameraClient, StreamWorker, parse_response_status
+from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.errors import AuthError, CameraHTTPError, CameraUnreachable, ProtocolError
+from hik2mqtt.images import ImageFolder
+from hik2mqtt.mqtt import MqttLink
+from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
+from hik2mqtt.reads import (
+    EventArrived,
+    Output,
+    PictureArrived,
+    ReadArrived,
+    ReadAssembler,
+    Skipped,
+    is_event_part,
+)
+from hik2mqtt.topics import (
+    OFFLINE,
+    ONLINE,
+    Topics,
+    picture_path,
+    plate_payload,
+    result_payload,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_PAYLOAD = 1024
+COMMAND_QUEUE = 4
+PRUNE_EVERY = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+class _Camera:
+    """One camera's threads and state."""
+
+    def __init__(self, *, name: str, settings: CameraSettings, bridge: Bridge) -> None:
+        self.name = name
+        self.settings = settings
+        self.commands: queue.Queue[bytes] = queue.Queue(maxsize=COMMAND_QUEUE)
+        self.worker = StreamWorker(
+            client=CameraClient(name=name, settings=settings),
+            sink=bridge.sink_for(name, "stream"),
+            on_status=lambda online: bridge.set_status(name, online),
+            stop=threading.Event(),
+            max_part_size=bridge.settings.max_part_size,
+        )
+        self.stream_thread = threading.Thread(
+            target=self.worker.run, name=f"stream-{name}", daemon=True
+        )
+        self.command_thread = threading.Thread(
+            target=bridge.run_commands, args=(self,), name=f"commands-{name}", daemon=True
+        )
+
+
+class Bridge:
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self._stop = threading.Event()
+        self._control: queue.Queue[_Connected | _Message] = queue.Queue()
+        self._status: dict[str, str] = {}
+        self._status_lock = threading.Lock()
+        images = settings.images
+        self._folder = (
+            ImageFolder(images.dir, keep_days=images.keep_days) if images.dir is not None else None
+        )
+        self.link = MqttLink(
+            settings=settings.mqtt,
+            will_topic=self.topics.bridge_status,
+            subscriptions=[self.topics.trigger_subscription],
+            on_connect=lambda: self._control.put(_Connected()),
+            on_message=lambda t, p, r: self._control.put(_Message(t, p, r)),
+        )
+        self.cameras = {
+            name: _Camera(name=name, settings=cam, bridge=self)
+            for name, cam in settings.cameras.items()
+        }
+        self._control_thread = threading.Thread(
+            target=self._run_control, name="control", daemon=True
+        )
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info(
+            "hik2mqtt starting: %d camera(s), broker %s, topics under %s/",
+            len(self.cameras),
+            self.link.where,
+            self.settings.topic_prefix,
+        )
+        self.link.start()
+        self._control_thread.start()
+        for camera in self.cameras.values():
+            camera.stream_thread.start()
+            camera.command_thread.start()
+
+    def stop(self, *, timeout: float = 4.0) -> None:
+        """Stop every thread, publish offline, disconnect. Returns within about ``timeout``."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        for camera in self.cameras.values():
+            camera.worker.stop()
+        for camera in self.cameras.values():
+            camera.stream_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+            camera.command_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+        self._control_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+        final: list[tuple[str, bytes | str]] = [
+            (self.topics.camera_status(name), OFFLINE) for name in self.cameras
+        ]
+        final.append((self.topics.bridge_status, OFFLINE))
+        self.link.stop(final, timeout=max(0.5, min(2.0, deadline - time.monotonic())))
+        log.info("hik2mqtt stopped")
+
+    # -- status ---------------------------------------------------------------------------
+
+    def set_status(self, camera: str, online: bool) -> None:
+        value = ONLINE if online else OFFLINE
+        with self._status_lock:
+            if self._status.get(camera) == value:
+                return
+            self._status[camera] = value
+            # Published under the lock so two threads can't reorder a camera's statuses.
+            self.link.publish(self.topics.camera_status(camera), value, retain=True)
+        log.info("camera %s: %s", camera, value)
+
+    def status(self, camera: str) -> str | None:
+        with self._status_lock:
+            return self._status.get(camera)
+
+    def _announce(self) -> None:
+        """After every (re)connect: bridge online, and each camera's current status."""
+        self.link.publish(self.topics.bridge_status, ONLINE, retain=True)
+        with self._status_lock:
+            for camera, value in self._status.items():
+                self.link.publish(self.topics.camera_status(camera), value, retain=True)
+
+    # -- reads and pictures ---------------------------------------------------------------
+
+    def sink_for(self, camera: str, source: str) -> Callable[[Output], None]:
+        def sink(output: Output) -> None:
+            if isinstance(output, ReadArrived):
+                self._publish_read(camera, source, output)
+            elif isinstance(output, PictureArrived):
+                self._publish_picture(camera, output)
+            elif isinstance(output, Skipped):
+                log.warning("camera %s: skipped %s", camera, output.reason)
+            elif isinstance(output, EventArrived):
+                log.debug(
+                    "camera %s: %s event (not published yet)", camera, output.event.event_type
+                )
+
+        return sink
+
+    def _picture_file(self, camera: str, arrived: ReadArrived, kind: str) -> str | None:
+        if self._folder is None:
+            return None
+        return str(
+            picture_path(
+                self._folder.folder,
+                camera=camera,
+                read=arrived.read,
+                kind=kind,
+                received=arrived.received,
+            )
+        )
+
+    def _publish_read(self, camera: str, source: str, arrived: ReadArrived) -> None:
+        images: dict[str, dict[str, str | None]] = {
+            kind: {
+                "topic": self.topics.image(camera, kind) if self.settings.images.mqtt else None,
+                "file": self._picture_file(camera, arrived, kind),
+            }
+            for kind in arrived.kinds
+        }
+        payload = plate_payload(
+            camera=camera,
+            read=arrived.read,
+            source=source,
+            received=arrived.received,
+            images=images,
+        )
+        self.link.publish(self.topics.plate(camera), payload)
+        read = arrived.read
+        log.info(
+            "camera %s: plate %s (confidence %s, %s)%s",
+            camera,
+            read.plate or f"not read ({read.raw_plate})",
+            read.confidence,
+            source,
+            " [retransmitted]" if read.retransmitted else "",
+        )
+
+    def _publish_picture(self, camera: str, picture: PictureArrived) -> None:
+        if self.settings.images.mqtt:
+            self.link.publish(self.topics.image(camera, picture.kind), picture.data, retain=True)
+        file = self._picture_file(camera, picture.read, picture.kind)
+        if self._folder is not None and file is not None:
+            self._folder.write(Path(file), picture.data)
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _run_control(self) -> None:
+        next_prune = time.monotonic()
+        while not self._stop.is_set():
+            if self._folder is not None and time.monotonic() >= next_prune:
+                self._folder.prune()
+                next_prune = time.monotonic() + PRUNE_EVERY
+            try:
+                item = self._control.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                if isinstance(item, _Connected):
+                    self._announce()
+                else:
+                    self._command(item)
+            except Exception:  # keep the control thread alive whatever a command does
+                log.exception("error handling %s", item)
+
+    def _reply(
+        self, camera: str, *, ok: bool, status: int | None, message: str, **extra: str | int | None
+    ) -> None:
+        payload = result_payload(ok=ok, status=status, message=message, **extra)
+        self.link.publish(self.topics.trigger_result(camera), payload)
+
+    def _command(self, message: _Message) -> None:
+        name = self.topics.camera_of_trigger(message.topic)
+        if name is None:
+            log.warning("ignored a message on %s", message.topic)
+            return
+        if message.retained:
+            log.warning(
+                "ignored a retained message on %s: a trigger must not be retained "
+                "(it would fire again at every restart); clear it with an empty retained message",
+                message.topic,
+            )
+            return
+        camera = self.cameras.get(name)
+        if camera is None:
+            log.warning("trigger for unknown camera %r", name)
+            self._reply(name, ok=False, status=None, message=f"no camera named {name!r}")
+            return
+        if len(message.payload) > MAX_COMMAND_PAYLOAD:
+            self._reply(
+                name,
+                ok=False,
+                status=None,
+                message=f"payload of {len(message.payload)} bytes is over {MAX_COMMAND_PAYLOAD}",
+            )
+            return
+        try:
+            camera.commands.put_nowait(message.payload)
+        except queue.Full:
+            self._reply(name, ok=False, status=None, message="busy: earlier triggers still running")
+
+    def run_commands(self, camera: _Camera) -> None:
+        client = CameraClient(name=camera.name, settings=camera.settings)
+        try:
+            while not self._stop.is_set():
+                try:
+                    camera.commands.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    self._trigger(camera, client)
+                except Exception:
+                    log.exception("camera %s: trigger failed", camera.name)
+                    self._reply(camera.name, ok=False, status=None, message="internal error")
+        finally:
+            client.close()
+
+    def _trigger(self, camera: _Camera, client: CameraClient) -> None:
+        name = camera.name
+        path = MNPR_PATH.format(channel=camera.settings.channel)
+        log.info("camera %s: manual recognition requested", name)
+        try:
+            reply = client.request(path, limit=2 * self.settings.max_part_size)
+        except AuthError as exc:
+            self._reply(name, ok=False, status=401, message=str(exc))
+            return
+        except CameraHTTPError as exc:
+            self._reply(
+                name, ok=False, status=exc.status, message=str(exc), sub_status=exc.sub_status
+            )
+            return
+        except CameraUnreachable as exc:
+            self._reply(name, ok=False, status=None, message=str(exc))
+            return
+        parts = self._reply_parts(reply.content_type, reply.body)
+        if parts is None:
+            self._reply(name, ok=False, status=reply.status, message="unreadable multipart answer")
+            return
+        sink = self.sink_for(name, "manual")
+        assembler = ReadAssembler()
+        plates: list[str | None] = []
+        status = None
+        for part in parts:
+            if is_event_part(part) and (found := parse_response_status(part.body)):
+                status = found
+                continue
+            output = assembler.handle(part)
+            if isinstance(output, ReadArrived):
+                plates.append(output.read.plate)
+            sink(output)
+        if plates:
+            self._reply(
+                name,
+                ok=True,
+                status=reply.status,
+                message=f"read {plates[0] or 'no plate'}",
+                plate=plates[0],
+            )
+            return
+        if status is not None and not status.ok:
+            self._reply(
+                name,
+                ok=False,
+                status=reply.status,
+                message=status.describe(),
+                sub_status=status.sub_status,
+            )
+            return
+        self._reply(
+            name,
+            ok=True,
+            status=reply.status,
+            message=status.describe() if status else "triggered; no read in the answer",
+            plate=None,
+        )
+
+    def _reply_parts(self, content_type: str, body: bytes) -> list[Part] | None:
+        if not content_type.lower().startswith("multipart/"):
+            return [Part(headers={"content-type": content_type}, body=body)]
+        parser = MultipartParser(
+            boundary_from_content_type(content_type), max_part_size=self.settings.max_part_size
+        )
+        try:
+            parser.receive_data(body)
+            return parser.end_of_stream()
+        except ProtocolError as exc:
+            log.warning("MNPR answer: %s", exc)
+            return None

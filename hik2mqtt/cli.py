@@ -1,0 +1,224 @@
+"""Command line: ``hik2mqtt run | simulate | demo``; logging set-up, signals, exit codes.
+
+Exit codes: 0 after a clean stop, 2 for bad configuration or usage, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from hik2mqtt import __version__
+from hik2mqtt.config import CameraSettings, Settings, load_settings
+from hik2mqtt.errors import ConfigError
+
+log = logging.getLogger("hik2mqtt")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+class RedactingFormatter(logging.Formatter):
+    """Replaces every configured secret in a formatted log line: a last line of defence."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self._secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self._secrets:
+            text = text.replace(secret, "**********")
+        return text
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    found = [cam.password.get_secret_value() for cam in settings.cameras.values()]
+    if settings.mqtt.password is not None:
+        found.append(settings.mqtt.password.get_secret_value())
+    return found
+
+
+def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if level != "DEBUG":
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _load(env_file: Path | None, *, require_cameras: bool = True, **overrides: object) -> Settings:
+    if env_file is not None and not env_file.is_file():
+        raise ConfigError([f"--env-file: no such file: {env_file}"])
+    return load_settings(
+        env_file if env_file is not None else Path(".env"),
+        require_cameras=require_cameras,
+        **overrides,
+    )
+
+
+def _run_bridge(settings: Settings, stop: threading.Event) -> int:
+    from hik2mqtt.bridge import Bridge  # noqa: PLC0415 - keeps `--help` fast
+
+    bridge = Bridge(settings=settings)
+    bridge.start()
+    stop.wait()
+    bridge.stop()
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _load(args.env_file)
+    setup_logging(settings.log_level, secrets_of(settings))
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    return _run_bridge(settings, stop)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from hik2mqtt.simulator import Simulator  # noqa: PLC0415
+
+    setup_logging("DEBUG" if args.verbose else "INFO", [args.password])
+    sim = Simulator(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        password=args.password,
+        interval=args.interval,
+        heartbeat=args.heartbeat,
+        picture_size=args.picture_size,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with sim:
+        log.info(
+            "camera simulator on %s (user %s); a read every %s s",
+            sim.url,
+            args.username,
+            args.interval,
+        )
+        stop.wait()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Simulator + bridge + a subscriber printing what arrives, in one process."""
+    import paho.mqtt.client as paho  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    from hik2mqtt.simulator import Simulator  # noqa: PLC0415
+
+    sim = Simulator(interval=args.interval, password="demo-password")  # noqa: S106
+    sim.start()
+    camera = CameraSettings.model_validate(
+        {"host": sim.host, "port": sim.port, "username": sim.username, "password": sim.password}
+    )
+    settings = _load(args.env_file, require_cameras=False)
+    settings.cameras = {"demo": camera}
+    setup_logging(settings.log_level, secrets_of(settings))
+    prefix = settings.topic_prefix
+
+    def show(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
+        payload = bytes(message.payload)
+        if "/image/" in message.topic:
+            text = f"<JPEG, {len(payload)} bytes>"
+        else:
+            try:
+                text = json.dumps(json.loads(payload), ensure_ascii=False)
+            except ValueError:
+                text = payload.decode("utf-8", "replace")
+        print(f"{message.topic} {text}", flush=True)
+
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt.client_id}-demo")
+    if settings.mqtt.username is not None:
+        password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
+        watcher.username_pw_set(settings.mqtt.username, password)
+    watcher.on_message = show
+    watcher.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#")
+    try:
+        watcher.connect(settings.mqtt.host, settings.mqtt.port)
+    except OSError as exc:
+        print(
+            f"cannot reach the MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} ({exc}); "
+            "start one (e.g. `mosquitto`) or set HIK2MQTT_MQTT__HOST/PORT",
+            file=sys.stderr,
+        )
+        sim.stop()
+        return EXIT_FAILURE
+    watcher.loop_start()
+    print(
+        f"demo: simulated camera at {sim.url}, a read every {args.interval} s; "
+        f"showing {prefix}/# on {settings.mqtt.host}:{settings.mqtt.port}. Ctrl-C stops.",
+        flush=True,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        return _run_bridge(settings, stop)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+        sim.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hik2mqtt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hik2mqtt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the bridge (settings from HIK2MQTT_* and .env)")
+    run.add_argument("--env-file", type=Path, help="read settings from this file (default: ./.env)")
+    run.set_defaults(func=cmd_run)
+
+    sim = sub.add_parser("simulate", help="serve a fake ANPR camera on this machine")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    sim.add_argument("--username", default="admin", help="user name (admin)")
+    sim.add_argument("--password", default="simulator", help="password (simulator)")
+    sim.add_argument("--interval", type=float, default=5.0, help="seconds between reads (5)")
+    sim.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
+    sim.add_argument("--picture-size", type=int, default=0, help="pad pictures to this many bytes")
+    sim.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="simulator + bridge + print what reaches the broker")
+    demo.add_argument("--env-file", type=Path, help="broker settings file (default: ./.env)")
+    demo.add_argument("--interval", type=float, default=3.0, help="seconds between reads (3)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"hik2mqtt: configuration: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Settings: one pydantic-settings object, loaded once in the CLI and passed down.
+
+Every setting is an environment variable (``HIK2MQTT_...``, nested with ``__``), or a
+line in a ``.env`` file. The names are a public interface: the README table and
+``config.example.env`` are checked against the ``description`` of each field by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hik2mqtt.errors import ConfigError
+from hik2mqtt.multipart import DEFAULT_MAX_PART_SIZE
+
+ENV_PREFIX = "HIK2MQTT_"
+_BAD_TOPIC_CHARS = re.compile(r"[+#\x00]")
+_BAD_NAME_CHARS = re.compile(r"[/+#\x00\s]")
+
+
+class MqttSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("localhost", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(None, description="Broker user name (unset: anonymous).")
+    password: SecretStr | None = Field(None, description="Broker password (a secret).")
+    tls: bool = Field(False, description="Connect to the broker over TLS.")
+    ca_file: Path | None = Field(
+        None, description="CA certificate file for the broker's TLS (unset: system CAs)."
+    )
+    client_id: str = Field(
+        default_factory=lambda: f"hik2mqtt-{secrets.token_hex(4)}",
+        description="MQTT client id (default: hik2mqtt- and random hex; unique per instance).",
+    )
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keep-alive, seconds.")
+    queue_size: int = Field(
+        10_000,
+        ge=10,
+        description="Messages held while the broker is away; past it the newest are dropped.",
+    )
+
+
+class CameraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(description="Camera host name or address (required).")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Camera HTTP(S) port (default 80, or 443 with HTTPS)."
+    )
+    https: bool = Field(False, description="Talk to the camera over HTTPS.")
+    verify_tls: bool = Field(True, description="Verify the camera's HTTPS certificate.")
+    username: str = Field("admin", description="Camera user name.")
+    password: SecretStr = Field(description="Camera password (required; a secret).")
+    channel: int = Field(1, ge=1, le=512, description="Video channel used for manual recognition.")
+    idle_timeout: float = Field(
+        60.0,
+        ge=2,
+        le=3600,
+        description="Seconds without a byte before the stream is quietly reopened.",
+    )
+
+    @model_validator(mode="after")
+    def _default_port(self) -> CameraSettings:
+        if self.port is None:
+            self.port = 443 if self.https else 80
+        return self
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.https else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+class ImageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mqtt: bool = Field(
+        True, description="Publish pictures, retained, on <prefix>/<camera>/image/<kind>."
+    )
+    dir: Path | None = Field(None, description="Folder to write pictures to (unset: no files).")
+    keep_days: float | None = Field(
+        None, gt=0, description="Delete pictures in the folder older than this many days."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
+    topic_prefix: str = Field("anpr", description="First level of every topic.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
+    )
+    cameras: dict[str, CameraSettings] = Field(
+        default_factory=dict, description="Cameras, keyed by name (the topic level)."
+    )
+    images: ImageSettings = Field(default_factory=ImageSettings, description="Pictures.")
+    max_part_size: int = Field(
+        DEFAULT_MAX_PART_SIZE,
+        ge=64 * 1024,
+        description="Largest stream part accepted, bytes; a larger one resets the stream.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upper_log_level(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("log_level"), str):
+            data["log_level"] = data["log_level"].upper()
+        return data
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error.get("loc", ()))
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "missing":
+        message = "required, not set"
+    elif error.get("type") == "extra_forbidden":
+        message = "unknown setting"
+    elif not any("password" in str(part) for part in loc):
+        value = error.get("input")
+        if isinstance(value, str | int | float):
+            message = f"{message} (got {str(value)[:60]!r})"
+    return f"{_variable(loc)}: {message}"
+
+
+def _unknown_top_level(env_file: Path | None) -> list[str]:
+    known = {name.upper() for name in Settings.model_fields}
+    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
+    if env_file is not None and env_file.is_file():
+        for line in env_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            key = line.strip().removeprefix("export ").split("=", 1)[0].strip()
+            if key.upper().startswith(ENV_PREFIX):
+                names.append(key)
+    problems = []
+    for name in sorted(set(names)):
+        first = name[len(ENV_PREFIX) :].split("__", 1)[0].upper()
+        if first not in known:
+            problems.append(f"{name}: unknown setting")
+    return problems
+
+
+def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
+    problems = []
+    prefix = settings.topic_prefix
+    if (
+        not prefix
+        or prefix.startswith("/")
+        or prefix.endswith("/")
+        or _BAD_TOPIC_CHARS.search(prefix)
+    ):
+        problems.append(
+            f"{ENV_PREFIX}TOPIC_PREFIX: must be a non-empty topic without +, # "
+            f"or a leading/trailing / (got {prefix!r})"
+        )
+    if require_cameras and not settings.cameras:
+        problems.append(
+            f"{ENV_PREFIX}CAMERAS: no camera configured "
+            f"(set {ENV_PREFIX}CAMERAS__<NAME>__HOST and __PASSWORD)"
+        )
+    for name in settings.cameras:
+        if name == "bridge":
+            problems.append(
+                f"{ENV_PREFIX}CAMERAS__BRIDGE: 'bridge' is reserved for the bridge's own topics"
+            )
+        elif not name or _BAD_NAME_CHARS.search(name):
+            problems.append(
+                f"{ENV_PREFIX}CAMERAS__{name.upper()}: a camera name must be non-empty "
+                "without /, +, # or spaces"
+            )
+    if settings.mqtt.ca_file is not None and not settings.mqtt.ca_file.is_file():
+        problems.append(f"{ENV_PREFIX}MQTT__CA_FILE: no such file: {settings.mqtt.ca_file}")
+    return problems
+
+
+def load_settings(
+    env_file: Path | None = Path(".env"),
+    *,
+    require_cameras: bool = True,
+    **overrides: Any,
+) -> Settings:
+    """Load and check the settings; raise ConfigError with one line per problem."""
+    problems = _unknown_top_level(env_file)
+    settings: Settings | None = None
+    try:
+        settings = Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        problems.extend(_describe(dict(error)) for error in exc.errors())
+    if settings is not None:
+        # Camera names are the topic level: lower-cased whatever the env's case.
+        settings.cameras = {name.lower(): cam for name, cam in settings.cameras.items()}
+        problems.extend(_check(settings, require_cameras=require_cameras))
+    if problems or settings is None:
+        raise ConfigError(problems or ["invalid configuration"])
+    return settings

@@ -1,0 +1,266 @@
+"""Event models, and the one decoder that turns a camera's XML or JSON into them.
+
+Nothing past :func:`decode` touches raw dicts. Element names are matched by their
+local name: cameras use several XML namespaces (hikvision.com ver10/ver20, isapi.org,
+std-cgi.com, psialliance) and some prefix their tags. XML entity declarations are
+refused (no entity expansion: xmltodict's ``disable_entities``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+from hik2mqtt.errors import DecodeError
+
+# Camera picture types and the kind (topic level / file name part) we publish them as.
+PICTURE_KINDS = {
+    "licensePlatePicture": "plate",
+    "vehiclePicture": "vehicle",
+    "detectionPicture": "scene",
+}
+# What cameras write where no plate was read.
+NO_PLATE = {"", "unknown", "--", "none", "null", "n/a", "noplate", "无车牌"}
+_UNSAFE_LEVEL = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def picture_kind(picture_type: str | None) -> str:
+    """The published kind of a camera picture type: plate, vehicle, scene, or its own name."""
+    if not picture_type:
+        return "picture"
+    if picture_type in PICTURE_KINDS:
+        return PICTURE_KINDS[picture_type]
+    stem = picture_type.rsplit(".", 1)[0] if picture_type.lower().endswith(".jpg") else picture_type
+    if stem in PICTURE_KINDS:
+        return PICTURE_KINDS[stem]
+    safe = _UNSAFE_LEVEL.sub("_", stem).strip("_")[:40]
+    return safe or "picture"
+
+
+@dataclass(frozen=True, slots=True)
+class PictureInfo:
+    """One picture the camera announced in ``pictureInfoList``."""
+
+    file_name: str | None
+    type: str | None
+
+    @property
+    def kind(self) -> str:
+        return picture_kind(self.type or self.file_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    type: str | None = None
+    color: str | None = None
+    brand: str | None = None  # the camera's vehicleLogoRecog code
+
+
+@dataclass(frozen=True, slots=True)
+class PlateRead:
+    """An ANPR read."""
+
+    plate: str | None  # None when the camera read no plate ("unknown")
+    raw_plate: str | None  # the camera's text, as sent
+    time: str | None  # ISO 8601 from the camera's dateTime (its own clock and zone)
+    confidence: int | None  # 0..100
+    direction: str | None
+    country: str | None
+    channel: int | None
+    lane: int | None
+    event_id: str | None  # the camera's UUID
+    vehicle: Vehicle
+    list_name: str | None  # the camera's own list (vehicleListName / listType)
+    retransmitted: bool  # isDataRetransmission: an old read re-sent after an outage
+    plate_color: str | None
+    pictures: tuple[PictureInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A keep-alive: ``videoloss``/``inactive``, ``heartBeat``, or an ``other`` "Heartbeat"."""
+
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class OtherEvent:
+    """Any other event (motion, line crossing, IO...), kept for later issues."""
+
+    event_type: str
+    state: str | None
+    description: str | None
+    channel: int | None
+    time: str | None
+
+
+Event = PlateRead | Heartbeat | OtherEvent
+
+
+def decode(body: bytes, content_type: str = "") -> Event:
+    """Decode one event part; raise :class:`DecodeError` when it is not a valid event."""
+    stripped = body.lstrip()
+    if "json" in content_type or stripped[:1] == b"{":
+        alert = _load_json(body)
+    else:
+        alert = _load_xml(body)
+    return _decode_alert(alert)
+
+
+def parse_xml(body: bytes) -> tuple[str, dict[str, Any]]:
+    """Parse XML into (root local name, dict keyed by local names). Entities are refused."""
+    try:
+        doc = xmltodict.parse(
+            body,
+            disable_entities=True,
+            postprocessor=_strip_prefix,
+            force_list=("pictureInfo",),
+        )
+    except (ExpatError, ValueError) as exc:  # ValueError: entities are disabled
+        raise DecodeError(f"invalid XML: {exc}") from exc
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise DecodeError("XML without a single root element")
+    ((root, value),) = doc.items()
+    return _local(root), value if isinstance(value, dict) else {}
+
+
+def _strip_prefix(_path: Any, key: str, value: Any) -> tuple[str, Any]:
+    return _local(key), value
+
+
+def _local(name: str) -> str:
+    return name.rsplit(":", 1)[-1]
+
+
+def _load_xml(body: bytes) -> dict[str, Any]:
+    root, alert = parse_xml(body)
+    if root != "EventNotificationAlert":
+        raise DecodeError(f"XML root is {root!r}, not EventNotificationAlert")
+    return alert
+
+
+def _load_json(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from exc
+    if isinstance(doc, dict) and isinstance(doc.get("EventNotificationAlert"), dict):
+        doc = doc["EventNotificationAlert"]
+    if not isinstance(doc, dict) or "eventType" not in doc:
+        raise DecodeError("JSON event without eventType")
+    return doc
+
+
+def _text(node: Mapping[str, Any] | None, key: str) -> str | None:
+    """The text of a child element (or JSON scalar), stripped; None when empty or absent."""
+    if not isinstance(node, Mapping):
+        return None
+    value = node.get(key)
+    if isinstance(value, Mapping):
+        value = value.get("#text")
+    if value is None or isinstance(value, list | Mapping):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(node: Mapping[str, Any] | None, key: str) -> int | None:
+    text = _text(node, key)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _bool(node: Mapping[str, Any] | None, key: str) -> bool:
+    if isinstance(node, Mapping) and isinstance(node.get(key), bool):
+        return bool(node[key])
+    return (_text(node, key) or "").lower() in ("true", "1", "yes")
+
+
+def _time(node: Mapping[str, Any], key: str) -> str | None:
+    text = _text(node, key)
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        return text  # keep what the camera said rather than lose it
+
+
+def _decode_alert(alert: dict[str, Any]) -> Event:
+    event_type = _text(alert, "eventType")
+    if event_type is None:
+        raise DecodeError("event without eventType")
+    state = (_text(alert, "eventState") or "").lower()
+    description = _text(alert, "eventDescription")
+    kind = event_type.lower()
+    if (
+        kind == "heartbeat"
+        or (kind == "videoloss" and state == "inactive")
+        or (kind == "other" and (description or "").lower() == "heartbeat")
+    ):
+        return Heartbeat(event_type=event_type)
+    channel = _int(alert, "channelID")
+    if channel is None:
+        channel = _int(alert, "dynChannelID")
+    anpr = alert.get("ANPR")
+    if kind == "anpr" and isinstance(anpr, Mapping):
+        return _decode_anpr(alert, anpr, channel)
+    if kind == "anpr":
+        raise DecodeError("ANPR event without an ANPR element")
+    return OtherEvent(
+        event_type=event_type,
+        state=state or None,
+        description=description,
+        channel=channel,
+        time=_time(alert, "dateTime"),
+    )
+
+
+def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | None) -> PlateRead:
+    raw_plate = _text(anpr, "licensePlate")
+    plate = None if (raw_plate or "").lower() in NO_PLATE else raw_plate
+    confidence = _int(anpr, "confidenceLevel")
+    if confidence is not None and not 0 <= confidence <= 100:
+        confidence = None
+    info = anpr.get("vehicleInfo")
+    vehicle = Vehicle(
+        type=_text(anpr, "vehicleType") or _text(info, "vehicleType"),
+        color=_text(info, "color"),
+        brand=_text(info, "vehicleLogoRecog"),
+    )
+    pictures_node = anpr.get("pictureInfoList")
+    entries = pictures_node.get("pictureInfo") if isinstance(pictures_node, Mapping) else None
+    if isinstance(entries, Mapping):
+        entries = [entries]
+    pictures = tuple(
+        PictureInfo(file_name=_text(entry, "fileName"), type=_text(entry, "type"))
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping)
+    )
+    return PlateRead(
+        plate=plate,
+        raw_plate=raw_plate,
+        time=_time(alert, "dateTime"),
+        confidence=confidence,
+        direction=_text(anpr, "direction"),
+        country=_text(anpr, "country") or _text(anpr, "countryAbbreviation"),
+        channel=channel,
+        lane=_int(anpr, "line"),
+        event_id=_text(alert, "UUID"),
+        vehicle=vehicle,
+        list_name=_text(anpr, "vehicleListName") or _text(anpr, "listType"),
+        retransmitted=_bool(alert, "isDataRetransmission"),
+        plate_color=_text(anpr, "plateColor"),
+        pictures=pictures,
+    )

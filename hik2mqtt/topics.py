@@ -1,0 +1,119 @@
+"""Topic names and payloads: pure functions, no I/O.
+
+Every topic hik2mqtt uses is built here, so the README's topic reference (and the tests
+that check it) have one place to look.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hik2mqtt.events import PlateRead
+
+ONLINE = "online"
+OFFLINE = "offline"
+_UNSAFE_FILE_CHARS = re.compile(r"[^\w-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = "anpr"
+
+    @property
+    def bridge_status(self) -> str:
+        return f"{self.prefix}/bridge/status"
+
+    @property
+    def trigger_subscription(self) -> str:
+        return f"{self.prefix}/+/trigger"
+
+    def camera_status(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/status"
+
+    def plate(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/plate"
+
+    def image(self, camera: str, kind: str) -> str:
+        return f"{self.prefix}/{camera}/image/{kind}"
+
+    def trigger(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/trigger"
+
+    def trigger_result(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/trigger/result"
+
+    def camera_of_trigger(self, topic: str) -> str | None:
+        """The camera level of a ``<prefix>/<camera>/trigger`` topic, else None."""
+        head = self.prefix + "/"
+        if not topic.startswith(head) or not topic.endswith("/trigger"):
+            return None
+        camera = topic[len(head) : -len("/trigger")]
+        return camera if camera and "/" not in camera else None
+
+
+def safe_file_part(text: str | None, *, fallback: str, limit: int = 32) -> str:
+    """Camera text made safe for a file name: letters, digits, _ and - only."""
+    safe = _UNSAFE_FILE_CHARS.sub("_", text or "").strip("_-")[:limit]
+    return safe or fallback
+
+
+def picture_path(
+    folder: Path, *, camera: str, read: PlateRead, kind: str, received: datetime
+) -> Path:
+    """Where a picture of a read is written: ``<folder>/<camera>/<date>/<time>_<plate>_<kind>.jpg``.
+
+    Times are the bridge's local clock when the read arrived (cameras' clocks drift);
+    the camera's text never reaches the path unsanitised.
+    """
+    plate = safe_file_part(read.plate, fallback="unknown")
+    stamp = received.strftime("%H%M%S") + f"-{received.microsecond // 1000:03d}"
+    name = f"{stamp}_{plate}_{safe_file_part(kind, fallback='picture')}.jpg"
+    return folder / safe_file_part(camera, fallback="camera") / received.strftime("%Y-%m-%d") / name
+
+
+def plate_payload(
+    *,
+    camera: str,
+    read: PlateRead,
+    source: str,
+    received: datetime,
+    images: dict[str, dict[str, str | None]],
+) -> bytes:
+    """The JSON of one read, as published on ``<prefix>/<camera>/plate``."""
+    doc: dict[str, Any] = {
+        "camera": camera,
+        "plate": read.plate,
+        "raw_plate": read.raw_plate,
+        "time": read.time,
+        "received": received.isoformat(timespec="milliseconds"),
+        "confidence": read.confidence,
+        "direction": read.direction,
+        "country": read.country,
+        "channel": read.channel,
+        "lane": read.lane,
+        "event_id": read.event_id,
+        "vehicle": {
+            "type": read.vehicle.type,
+            "color": read.vehicle.color,
+            "brand": read.vehicle.brand,
+        },
+        "plate_color": read.plate_color,
+        "list": read.list_name,
+        "retransmitted": read.retransmitted,
+        "source": source,
+        "images": images,
+    }
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def result_payload(
+    *, ok: bool, status: int | None, message: str, **extra: str | int | None
+) -> bytes:
+    """The JSON of a command's outcome, as published on ``.../result``."""
+    doc: dict[str, Any] = {"ok": ok, "status": status, "message": message, **extra}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
