@@ -1,0 +1,234 @@
+"""Shared fixtures: a real Mosquitto on a free port, MQTT subscribers, the simulator, bridges."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hik2mqtt.bridge import Bridge
+from hik2mqtt.config import Settings
+from hik2mqtt.simulator import Simulator
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``condition`` until it is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"condition not met within {timeout} s: {condition}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Broker:
+    """A mosquitto process on its own port, which a test may stop and start again."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="hik2mqtt-broker-"))
+        self._conf = self._dir / "mosquitto.conf"
+        self._conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "log_dest none\n"
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._proc = subprocess.Popen([binary, "-c", str(self._conf)])
+        wait_until(self._accepts, timeout=10)
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@dataclass
+class ExternalBroker:
+    host: str
+    port: int
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker | ExternalBroker]:
+    """The session's broker: HIK2MQTT_TEST_BROKER=host:port, else our own mosquitto."""
+    named = os.environ.get("HIK2MQTT_TEST_BROKER")
+    if named:
+        host, _, port = named.rpartition(":")
+        yield ExternalBroker(host or "127.0.0.1", int(port))
+        return
+    own = Broker()
+    own.start()
+    yield own
+    own.close()
+
+
+@pytest.fixture
+def own_broker() -> Iterator[Broker]:
+    """A broker for this test alone (it may be stopped and restarted)."""
+    own = Broker()
+    own.start()
+    yield own
+    own.close()
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float  # time.perf_counter() when it arrived
+
+
+class Subscriber:
+    """A plain MQTT client that records every message on its topic filters."""
+
+    def __init__(self, host: str, port: int, topics: list[str]) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._topics = topics
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+        wait_until(self._subscribed.is_set, timeout=10)
+
+    def _on_connect(self, client: paho.Client, *_: Any) -> None:
+        client.subscribe([(t, 1) for t in self._topics])
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(
+                Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.perf_counter())
+            )
+
+    def on(self, topic: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [m.payload for m in self.on(topic)]
+
+    def wait_for(self, topic: str, count: int = 1, timeout: float = 10.0) -> list[Message]:
+        """Wait until ``count`` messages came on ``topic``; return the first ``count``."""
+
+        def enough() -> list[Message] | None:
+            found = self.on(topic)
+            return found[:count] if len(found) >= count else None
+
+        return list(wait_until(enough, timeout))
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscribe(broker: Broker | ExternalBroker) -> Iterator[Callable[..., Subscriber]]:
+    made: list[Subscriber] = []
+
+    def make(*topics: str, target: Broker | ExternalBroker | None = None) -> Subscriber:
+        where = target or broker
+        sub = Subscriber(where.host, where.port, list(topics))
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test's own, so tests never see each other's messages."""
+    return f"test{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    with Simulator(heartbeat=None) as sim:
+        yield sim
+
+
+def camera_config(sim: Simulator, **extra: Any) -> dict[str, Any]:
+    return {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.username,
+        "password": sim.password,
+        **extra,
+    }
+
+
+def bridge_settings(
+    broker: Broker | ExternalBroker, prefix: str, cameras: dict[str, dict[str, Any]], **extra: Any
+) -> Settings:
+    return Settings.model_validate(
+        {
+            "mqtt": {"host": broker.host, "port": broker.port},
+            "topic_prefix": prefix,
+            "cameras": cameras,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def run_bridge() -> Iterator[Callable[[Settings], Bridge]]:
+    started: list[Bridge] = []
+
+    def start(settings: Settings) -> Bridge:
+        bridge = Bridge(settings=settings)
+        bridge.start()
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop()

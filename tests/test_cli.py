@@ -1,0 +1,144 @@
+"""The `hik2mqtt` command as a user runs it: a real process, real signals, real logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hik2mqtt.simulator import Simulator
+from tests.conftest import Broker, ExternalBroker, Subscriber, wait_until
+
+Subscribe = Callable[..., Subscriber]
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HIK2MQTT_")}
+    env.update(settings)
+    return env
+
+
+def hik2mqtt(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hik2mqtt", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    """Bad settings stop the bridge before it connects anywhere, one line per variable."""
+    env = clean_env(
+        HIK2MQTT_MQTT__PORT="not-a-port",
+        HIK2MQTT_CAMERAS__GATE__HOST="10.0.0.9",
+        HIK2MQTT_CAMERAS__GATE__PASSWORD="pw-secret-1",
+        HIK2MQTT_CAMERAS__GATE__CHANEL="2",
+        HIK2MQTT_CAMERAS__YARD__HOST="10.0.0.10",
+        HIK2MQTT_TOPIC_PREFIX="a/#",
+        HIK2MQTT_LOGLEVEL="DEBUG",
+    )
+    proc = hik2mqtt("run", env=env, cwd=tmp_path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    lines = err.strip().splitlines()
+    assert sorted(lines) == sorted(
+        [
+            "hik2mqtt: configuration: HIK2MQTT_LOGLEVEL: unknown setting",
+            "hik2mqtt: configuration: HIK2MQTT_MQTT__PORT: Input should be a valid integer, "
+            "unable to parse string as an integer (got 'not-a-port')",
+            "hik2mqtt: configuration: HIK2MQTT_CAMERAS__GATE__CHANEL: unknown setting",
+            "hik2mqtt: configuration: HIK2MQTT_CAMERAS__YARD__PASSWORD: required, not set",
+        ]
+    ), err
+    assert "pw-secret-1" not in out + err
+
+
+def test_no_camera_is_a_configuration_error(tmp_path: Path) -> None:
+    """Running with no camera configured says which variables to set."""
+    proc = hik2mqtt("run", env=clean_env(), cwd=tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "HIK2MQTT_CAMERAS: no camera configured" in err
+
+
+def test_env_file_and_topic_prefix_checks(tmp_path: Path) -> None:
+    """Settings come from --env-file too; a missing file and a bad prefix are reported."""
+    proc = hik2mqtt(
+        "run", "--env-file", str(tmp_path / "missing.env"), env=clean_env(), cwd=tmp_path
+    )
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "--env-file: no such file" in err
+    env_file = tmp_path / "site.env"
+    env_file.write_text(
+        "HIK2MQTT_TOPIC_PREFIX=a/+/b\nHIK2MQTT_CAMERAS__GATE__HOST=x\nHIK2MQTT_CAMERAS__GATE__PASSWORD=p\n"
+    )
+    proc = hik2mqtt("run", "--env-file", str(env_file), env=clean_env(), cwd=tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == [
+        "hik2mqtt: configuration: HIK2MQTT_TOPIC_PREFIX: must be a non-empty topic without +, # "
+        "or a leading/trailing / (got 'a/+/b')"
+    ]
+
+
+def test_run_sigterm_publishes_offline_and_exits_0_without_leaking_secrets(
+    broker: Broker | ExternalBroker, prefix: str, subscribe: Subscribe, tmp_path: Path
+) -> None:
+    """`hik2mqtt run` delivers reads and triggers, and on SIGTERM publishes offline and
+    exits 0 within 5 s; its DEBUG log never holds the camera password."""
+    secret = "cam-Pa55-wörd-7731"
+    sub = subscribe(f"{prefix}/#")
+    with Simulator(heartbeat=0.2, password=secret) as sim:
+        env = clean_env(
+            HIK2MQTT_MQTT__HOST=broker.host,
+            HIK2MQTT_MQTT__PORT=str(broker.port),
+            HIK2MQTT_TOPIC_PREFIX=prefix,
+            HIK2MQTT_LOG_LEVEL="DEBUG",
+            HIK2MQTT_CAMERAS__GATE__HOST=sim.host,
+            HIK2MQTT_CAMERAS__GATE__PORT=str(sim.port),
+            HIK2MQTT_CAMERAS__GATE__PASSWORD=secret,
+        )
+        proc = hik2mqtt("run", env=env, cwd=tmp_path)
+        try:
+            sub.wait_for(f"{prefix}/gate/status", timeout=20)
+            sim.emit_read("CLI 1")
+            sub.wait_for(f"{prefix}/gate/plate")
+            sub.publish(f"{prefix}/gate/trigger", "")
+            sub.wait_for(f"{prefix}/gate/trigger/result")
+            time_sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)
+            assert time.monotonic() - time_sent < 5
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(sub.payloads(f"{prefix}/gate/plate")[0])["plate"] == "CLI 1"
+    wait_until(lambda: sub.payloads(f"{prefix}/bridge/status")[-1:] == [b"offline"])
+    assert sub.payloads(f"{prefix}/gate/status")[-1] == b"offline"
+    assert "DEBUG" in err  # the log really was at DEBUG level
+    assert secret not in out + err
+    assert "**********" not in err  # and nothing even needed redacting
+
+
+def test_redacting_formatter_hides_secrets() -> None:
+    """The last line of defence replaces a configured secret anywhere in a log line."""
+    import logging
+
+    from hik2mqtt.cli import RedactingFormatter
+
+    formatter = RedactingFormatter("%(message)s", ["s3cr3t", ""])
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "url http://u:%s@h/", ("s3cr3t",), None
+    )
+    assert formatter.format(record) == "url http://u:**********@h/"
