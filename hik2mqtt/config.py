@@ -209,3 +209,40 @@ def load_settings(
     if problems or settings is None:
         raise ConfigError(problems or ["invalid configuration"])
     return settings
+
+
+def setting_rows() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, cameras as ``<NAME>``.
+
+    The README table and ``config.example.env`` are checked against this list.
+    """
+    rows: list[tuple[str, str, str]] = []
+
+    def default_of(info: Any) -> str:
+        if info.is_required():
+            return "required"
+        if info.default_factory is not None:
+            return ""
+        return (
+            ""
+            if info.default is None
+            else str(info.default).lower()
+            if isinstance(info.default, bool)
+            else str(info.default)
+        )
+
+    nested: dict[str, type[BaseModel]] = {
+        "mqtt": MqttSettings,
+        "images": ImageSettings,
+        "cameras": CameraSettings,
+    }
+    for name, info in Settings.model_fields.items():
+        model = nested.get(name)
+        if model is None:
+            rows.append((_variable((name,)), default_of(info), info.description or ""))
+            continue
+        middle = "__<NAME>" if name == "cameras" else ""
+        for sub, sub_info in model.model_fields.items():
+            variable = f"{ENV_PREFIX}{name.upper()}{middle}__{sub.upper()}"
+            rows.append((variable, default_of(sub_info), sub_info.description or ""))
+    return rows

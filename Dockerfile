@@ -1,0 +1,21 @@
+# hik2mqtt container: small, non-root, no secrets baked in (settings come from the environment).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY hik2mqtt ./hik2mqtt
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+LABEL org.opencontainers.image.title="hik2mqtt" \
+      org.opencontainers.image.description="Hikvision ANPR cameras to MQTT" \
+      org.opencontainers.image.licenses="MIT"
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && useradd --system --uid 10001 --home-dir /data hik2mqtt \
+    && mkdir -p /data/pictures && chown -R hik2mqtt /data
+USER hik2mqtt
+WORKDIR /data
+VOLUME ["/data/pictures"]
+ENV PYTHONUNBUFFERED=1
+ENTRYPOINT ["hik2mqtt"]
+CMD ["run"]

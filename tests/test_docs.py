@@ -1,0 +1,80 @@
+"""The README and config.example.env stay true to the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hik2mqtt.config import Settings, setting_rows
+from hik2mqtt.events import PlateRead, decode
+from hik2mqtt.simulator import make_read
+from hik2mqtt.topics import Topics, plate_payload
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+EXAMPLE = (ROOT / "config.example.env").read_text()
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """Each setting has a row in the README's settings table, and no row names a setting
+    that doesn't exist."""
+    variables = {name for name, _, _ in setting_rows()}
+    rows = set(re.findall(r"^\| `(HIK2MQTT_[A-Z_<>]+)` \|", README, re.M))
+    assert rows == variables
+
+
+def test_every_setting_is_in_config_example_env() -> None:
+    """config.example.env lists every setting (as GATE for <NAME>), and each line it sets
+    or shows loads as a valid setting."""
+    names = set(re.findall(r"^#?(HIK2MQTT_[A-Z_]+)=", EXAMPLE, re.M))
+    expected = {name.replace("<NAME>", "GATE") for name, _, _ in setting_rows()}
+    assert names == expected
+    values = dict(re.findall(r"^#?(HIK2MQTT_[A-Z_]+)=(.*)$", EXAMPLE, re.M))
+    data: dict[str, Any] = {}
+    for name, value in values.items():
+        keys = name.removeprefix("HIK2MQTT_").lower().split("__")
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    Settings.model_validate(data)
+
+
+def test_every_topic_is_in_the_readme() -> None:
+    """Each topic the bridge uses appears in the README's topic table."""
+    topics = Topics("anpr")
+    for topic in (
+        topics.bridge_status,
+        topics.camera_status("<camera>"),
+        topics.plate("<camera>"),
+        topics.image("<camera>", "<kind>"),
+        topics.trigger("<camera>"),
+        topics.trigger_result("<camera>"),
+    ):
+        assert f"| `{topic}` |" in README, topic
+
+
+def test_every_payload_field_is_in_the_readme() -> None:
+    """Each field of a published read has a row in the README's field table."""
+    read = decode(make_read("AB12CDE").xml)
+    assert isinstance(read, PlateRead)
+    payload = json.loads(
+        plate_payload(
+            camera="c", read=read, source="stream", received=datetime.now().astimezone(), images={}
+        )
+    )
+    for field in payload:
+        assert f"| `{field}` |" in README, field
+    for field in ("ok", "status", "message", "plate", "sub_status"):
+        assert f"| `{field}` |" in README, field
+
+
+def test_readme_quick_start_and_test_command_match_ci() -> None:
+    """The README's test command is the one .ci/run runs."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest" in README
+    assert "python -m pytest" in ci
+    assert "hik2mqtt demo" in README
