@@ -64,7 +64,9 @@ class _Camera:
     def __init__(self, *, name: str, settings: CameraSettings, bridge: Bridge) -> None:
         self.name = name
         self.settings = settings
-        self.commands: queue.Queue[bytes] = queue.Queue(maxsize=COMMAND_QUEUE)
+        # Unbounded so that stop's sentinel (None) always fits; COMMAND_QUEUE is enforced
+        # when a command is queued.
+        self.commands: queue.Queue[bytes | None] = queue.Queue()
         self.worker = StreamWorker(
             client=CameraClient(name=name, settings=settings),
             sink=bridge.sink_for(name, "stream"),
@@ -85,7 +87,7 @@ class Bridge:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._stop = threading.Event()
-        self._control: queue.Queue[_Connected | _Message] = queue.Queue()
+        self._control: queue.Queue[_Connected | _Message | None] = queue.Queue()
         self._status: dict[str, str] = {}
         self._status_lock = threading.Lock()
         images = settings.images
@@ -126,8 +128,10 @@ class Bridge:
         """Stop every thread, publish offline, disconnect. Returns within about ``timeout``."""
         deadline = time.monotonic() + timeout
         self._stop.set()
+        self._control.put(None)  # wake the threads that wait on their queues
         for camera in self.cameras.values():
             camera.worker.stop()
+            camera.commands.put(None)
         for camera in self.cameras.values():
             camera.stream_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
             camera.command_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
@@ -230,13 +234,18 @@ class Bridge:
     def _run_control(self) -> None:
         next_prune = time.monotonic()
         while not self._stop.is_set():
-            if self._folder is not None and time.monotonic() >= next_prune:
-                self._folder.prune()
-                next_prune = time.monotonic() + PRUNE_EVERY
+            timeout = None
+            if self._folder is not None:
+                if time.monotonic() >= next_prune:
+                    self._folder.prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                timeout = max(0.0, next_prune - time.monotonic())
             try:
-                item = self._control.get(timeout=0.5)
+                item = self._control.get(timeout=timeout)
             except queue.Empty:
                 continue
+            if item is None:
+                return
             try:
                 if isinstance(item, _Connected):
                     self._announce()
@@ -276,19 +285,15 @@ class Bridge:
                 message=f"payload of {len(message.payload)} bytes is over {MAX_COMMAND_PAYLOAD}",
             )
             return
-        try:
-            camera.commands.put_nowait(message.payload)
-        except queue.Full:
+        if camera.commands.qsize() >= COMMAND_QUEUE:
             self._reply(name, ok=False, status=None, message="busy: earlier triggers still running")
+            return
+        camera.commands.put(message.payload)
 
     def run_commands(self, camera: _Camera) -> None:
         client = CameraClient(name=camera.name, settings=camera.settings)
         try:
-            while not self._stop.is_set():
-                try:
-                    camera.commands.get(timeout=0.5)
-                except queue.Empty:
-                    continue
+            while camera.commands.get() is not None and not self._stop.is_set():
                 try:
                     self._trigger(camera, client)
                 except Exception:

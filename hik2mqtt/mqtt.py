@@ -8,7 +8,9 @@ it is back; paho reconnects by itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -114,6 +116,12 @@ class MqttLink:
                 log.error("MQTT broker %s refused the connection: %s", self.where, reason_code)
                 self._outage_logged = True
             return
+        # paho leaves Nagle's algorithm on: a small publish (a read, a trigger's result)
+        # could then wait for the broker's delayed ACK, up to 40 ms. Reads go out now.
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # also ssl.SSLSocket
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info(
             "MQTT %s to %s", "reconnected" if self._ever_connected else "connected", self.where
         )

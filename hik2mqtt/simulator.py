@@ -27,6 +27,7 @@ import re
 import secrets
 import string
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -295,6 +296,7 @@ class RequestRecord:
     method: str
     path: str
     authorized: bool
+    at: float  # time.perf_counter() when the request line and headers had arrived
 
 
 class Simulator:
@@ -333,6 +335,8 @@ class Simulator:
         self.requests: list[RequestRecord] = []
         self.last_mnpr: SimRead | None = None
         self.failed_logins = 0
+        self.writes = 0  # stream writes so far, and when the last one was on the socket
+        self.last_write_at = 0.0
         self._nonces: set[str] = set()
         self._streams: list[queue.Queue[bytes | None]] = []
         self._lock = threading.Lock()
@@ -477,6 +481,7 @@ class Simulator:
 def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes
         server_version = "App-webs/"
         sys_version = ""
 
@@ -498,7 +503,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             authorized = sim._authorized("GET", self.headers.get("Authorization"))
             path = self.path.split("?", 1)[0]
             with sim._lock:
-                sim.requests.append(RequestRecord("GET", path, authorized))
+                sim.requests.append(RequestRecord("GET", path, authorized, time.perf_counter()))
             if not authorized:
                 self._challenge()
                 return
@@ -540,6 +545,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if sim.chunked:
                 data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
             self.wfile.write(data)
+            sim.last_write_at = time.perf_counter()
+            sim.writes += 1
 
         def _stream(self) -> None:
             version = "HTTP/1.0" if sim.http10 else "HTTP/1.1"

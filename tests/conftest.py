@@ -54,7 +54,7 @@ class Broker:
         self._conf = self._dir / "mosquitto.conf"
         self._conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest none\n"
+            "log_dest none\nset_tcp_nodelay true\n"
         )
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -137,6 +137,9 @@ class Subscriber:
         wait_until(self._subscribed.is_set, timeout=10)
 
     def _on_connect(self, client: paho.Client, *_: Any) -> None:
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # no Nagle: a publish after a PUBACK can't wait 40 ms
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(t, 1) for t in self._topics])
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
