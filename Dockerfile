@@ -12,10 +12,11 @@ LABEL org.opencontainers.image.title="hik2mqtt" \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /data hik2mqtt \
-    && mkdir -p /data/pictures && chown -R hik2mqtt /data
+    && mkdir -p /data/pictures /data/spool && chown -R hik2mqtt /data
 USER hik2mqtt
 WORKDIR /data
-VOLUME ["/data/pictures"]
-ENV PYTHONUNBUFFERED=1
+VOLUME ["/data/pictures", "/data/spool"]
+# Reads waiting for the broker survive a restart of the container.
+ENV PYTHONUNBUFFERED=1 HIK2MQTT_SPOOL_DIR=/data/spool
 ENTRYPOINT ["hik2mqtt"]
 CMD ["run"]

@@ -15,12 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hik2mqtt.camera import MNPR_PATH, CameraClient, StreamWorker, parse_response_status
+from hik2mqtt.camera import (
+    DRAIN_ON_STOP,
+    MNPR_PATH,
+    AuthGate,
+    CameraClient,
+    StreamWorker,
+    parse_response_status,
+)
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.errors import AuthError, CameraHTTPError, CameraUnreachable, ProtocolError
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.mqtt import MqttLink
 from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
+from hik2mqtt.outbox import Outbox
 from hik2mqtt.reads import (
     EventArrived,
     Output,
@@ -30,12 +38,14 @@ from hik2mqtt.reads import (
     Skipped,
     is_event_part,
 )
+from hik2mqtt.spool import MemorySpool, Spool, SqliteSpool
 from hik2mqtt.topics import (
     OFFLINE,
     ONLINE,
     Topics,
     picture_path,
     plate_payload,
+    read_age,
     result_payload,
 )
 
@@ -67,12 +77,16 @@ class _Camera:
         # Unbounded so that stop's sentinel (None) always fits; COMMAND_QUEUE is enforced
         # when a command is queued.
         self.commands: queue.Queue[bytes | None] = queue.Queue()
+        self.auth = AuthGate()
+        self.last_trigger = float("-inf")
+        self.clock_warned = False
         self.worker = StreamWorker(
             client=CameraClient(name=name, settings=settings),
             sink=bridge.sink_for(name, "stream"),
             on_status=lambda online: bridge.set_status(name, online),
             stop=threading.Event(),
             max_part_size=bridge.settings.max_part_size,
+            auth=self.auth,
         )
         self.stream_thread = threading.Thread(
             target=self.worker.run, name=f"stream-{name}", daemon=True
@@ -100,7 +114,14 @@ class Bridge:
             subscriptions=[self.topics.trigger_subscription],
             on_connect=lambda: self._control.put(_Connected()),
             on_message=lambda t, p, r: self._control.put(_Message(t, p, r)),
+            on_published=self._on_published,
         )
+        spool: Spool = (
+            SqliteSpool(settings.spool_dir, max_rows=settings.spool_max_reads)
+            if settings.spool_dir is not None
+            else MemorySpool(max_rows=settings.spool_max_reads)
+        )
+        self.outbox = Outbox(link=self.link, spool=spool)
         self.cameras = {
             name: _Camera(name=name, settings=cam, bridge=self)
             for name, cam in settings.cameras.items()
@@ -108,6 +129,9 @@ class Bridge:
         self._control_thread = threading.Thread(
             target=self._run_control, name="control", daemon=True
         )
+
+    def _on_published(self, mid: int) -> None:
+        self.outbox.on_published(mid)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -118,6 +142,7 @@ class Bridge:
             self.link.where,
             self.settings.topic_prefix,
         )
+        self.outbox.start()
         self.link.start()
         self._control_thread.start()
         for camera in self.cameras.values():
@@ -130,17 +155,29 @@ class Bridge:
         self._stop.set()
         self._control.put(None)  # wake the threads that wait on their queues
         for camera in self.cameras.values():
-            camera.worker.stop()
+            camera.worker.begin_stop()
             camera.commands.put(None)
+        # Streams first: every read a camera had sent is handed on before its stream ends
+        # (all cameras at once, for at most DRAIN_ON_STOP).
+        drain_until = time.monotonic() + DRAIN_ON_STOP
+        while time.monotonic() < drain_until and not all(
+            c.worker.quiet() for c in self.cameras.values()
+        ):
+            time.sleep(0.01)
+        for camera in self.cameras.values():
+            camera.worker.abort()
         for camera in self.cameras.values():
             camera.stream_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+        for camera in self.cameras.values():
             camera.command_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
         self._control_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+        self.outbox.stop(timeout=max(0.2, deadline - time.monotonic() - 1.0))
         final: list[tuple[str, bytes | str]] = [
             (self.topics.camera_status(name), OFFLINE) for name in self.cameras
         ]
         final.append((self.topics.bridge_status, OFFLINE))
-        self.link.stop(final, timeout=max(0.5, min(2.0, deadline - time.monotonic())))
+        self.link.stop(final, timeout=max(0.3, min(1.0, deadline - time.monotonic())))
+        self.outbox.close()
         log.info("hik2mqtt stopped")
 
     # -- status ---------------------------------------------------------------------------
@@ -160,8 +197,9 @@ class Bridge:
             return self._status.get(camera)
 
     def _announce(self) -> None:
-        """After every (re)connect: bridge online, and each camera's current status."""
+        """After every (re)connect: bridge online, each camera's status, waiting reads."""
         self.link.publish(self.topics.bridge_status, ONLINE, retain=True)
+        self.outbox.wake()
         with self._status_lock:
             for camera, value in self._status.items():
                 self.link.publish(self.topics.camera_status(camera), value, retain=True)
@@ -204,27 +242,50 @@ class Bridge:
             }
             for kind in arrived.kinds
         }
+        read = arrived.read
+        age = read_age(read, arrived.received)
+        max_age = self.settings.cameras[camera].max_age
+        stale = bool(max_age) and age is not None and age > max_age
+        if stale and not read.retransmitted:
+            self._warn_clock(camera, age)
+        retransmitted = read.retransmitted or stale
         payload = plate_payload(
             camera=camera,
-            read=arrived.read,
+            read=read,
             source=source,
             received=arrived.received,
             images=images,
+            age=age,
+            retransmitted=retransmitted,
         )
-        self.link.publish(self.topics.plate(camera), payload)
-        read = arrived.read
+        self.outbox.read(self.topics.plate(camera), payload)
         log.info(
             "camera %s: plate %s (confidence %s, %s)%s",
             camera,
             read.plate or f"not read ({read.raw_plate})",
             read.confidence,
             source,
-            " [retransmitted]" if read.retransmitted else "",
+            f" [retransmitted, {age:.0f} s old]" if retransmitted and age else "",
+        )
+
+    def _warn_clock(self, camera: str, age: float | None) -> None:
+        entry = self.cameras.get(camera)
+        if entry is None or entry.clock_warned:
+            return
+        entry.clock_warned = True
+        log.warning(
+            "camera %s: a read arrived %.0f s after the camera's time for it; reads older than "
+            "%.0f s are marked retransmitted. If the camera's clock is wrong, set it (NTP) or "
+            "raise HIK2MQTT_CAMERAS__%s__MAX_AGE (0 turns this off)",
+            camera,
+            age or 0,
+            entry.settings.max_age,
+            camera.upper(),
         )
 
     def _publish_picture(self, camera: str, picture: PictureArrived) -> None:
         if self.settings.images.mqtt:
-            self.link.publish(self.topics.image(camera, picture.kind), picture.data, retain=True)
+            self.outbox.picture(self.topics.image(camera, picture.kind), picture.data)
         file = self._picture_file(camera, picture.read, picture.kind)
         if self._folder is not None and file is not None:
             self._folder.write(Path(file), picture.data)
@@ -277,6 +338,11 @@ class Bridge:
             log.warning("trigger for unknown camera %r", name)
             self._reply(name, ok=False, status=None, message=f"no camera named {name!r}")
             return
+        try:
+            message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._reply(name, ok=False, status=None, message="payload is not UTF-8 text")
+            return
         if len(message.payload) > MAX_COMMAND_PAYLOAD:
             self._reply(
                 name,
@@ -285,6 +351,17 @@ class Bridge:
                 message=f"payload of {len(message.payload)} bytes is over {MAX_COMMAND_PAYLOAD}",
             )
             return
+        since = time.monotonic() - camera.last_trigger
+        if since < camera.settings.trigger_interval:
+            self._reply(
+                name,
+                ok=False,
+                status=None,
+                message=f"rate limited: at most one trigger every "
+                f"{camera.settings.trigger_interval:g} s",
+            )
+            return
+        camera.last_trigger = time.monotonic()
         if camera.commands.qsize() >= COMMAND_QUEUE:
             self._reply(name, ok=False, status=None, message="busy: earlier triggers still running")
             return
@@ -306,9 +383,20 @@ class Bridge:
         name = camera.name
         path = MNPR_PATH.format(channel=camera.settings.channel)
         log.info("camera %s: manual recognition requested", name)
+        if (wait := camera.auth.remaining()) > 0:
+            self._reply(
+                name,
+                ok=False,
+                status=None,
+                message=f"the camera refused our login; not trying again for {wait:.0f} s "
+                "(it locks accounts after repeated failures)",
+            )
+            return
         try:
             reply = client.request(path, limit=2 * self.settings.max_part_size)
         except AuthError as exc:
+            delay = camera.auth.refused(exc)
+            log.error("camera %s: %s; next login attempt in %.0f s", name, exc, delay)
             self._reply(name, ok=False, status=401, message=str(exc))
             return
         except CameraHTTPError as exc:

@@ -9,9 +9,14 @@ size would hold it back until more bytes come.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import socket
+import ssl
+import sys
+import termios
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +37,7 @@ from hik2mqtt.errors import (
     StreamIdle,
 )
 from hik2mqtt.events import parse_xml
-from hik2mqtt.multipart import MultipartParser, boundary_from_content_type
+from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
 from hik2mqtt.reads import Output, ReadAssembler
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
 READ_SIZE = 256 * 1024
 ERROR_BODY_LIMIT = 64 * 1024
+DRAIN_ON_STOP = 1.0  # seconds a stopping stream may take to hand on what had arrived
+QUIET_ON_STOP = 0.1  # a stopping stream ends once nothing has come for this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,18 @@ class CameraReply:
     body: bytes
 
 
+def _socket_of(raw: Any) -> socket.socket | None:
+    """The socket under a urllib3 response. For a close-delimited (HTTP/1.0) answer
+    http.client has already let go of the connection's ``sock``; the response's reader
+    still holds it."""
+    conn = getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
 class EventStream:
     """An open alertStream response. ``read`` returns what has arrived."""
 
@@ -155,16 +174,29 @@ class EventStream:
             raise CameraUnreachable("the camera closed the stream")
         return data
 
+    def buffered(self) -> int:
+        """Bytes received on the socket and not yet read (Linux FIONREAD), 0 if unknown."""
+        sock = _socket_of(self._raw)
+        if sock is None:
+            return 0
+        try:
+            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return 0
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        return int.from_bytes(raw, sys.byteorder) + pending
+
     def abort(self) -> None:
-        """Unblock a ``read`` in another thread (for shutdown)."""
+        """End the stream from another thread (for shutdown).
+
+        ``SHUT_RD`` wakes a blocked ``read``; bytes the camera had already sent are still
+        read before the end of the stream, so no read it fully sent is lost.
+        """
         self._aborted = True
-        conn: Any = getattr(self._raw, "_connection", None) or getattr(
-            self._raw, "connection", None
-        )
-        sock = getattr(conn, "sock", None)
+        sock = _socket_of(self._raw)
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RD)
 
     def close(self) -> None:
         self._response.close()
@@ -179,7 +211,12 @@ class CameraClient:
         self._session = requests.Session()
         # Cameras live on the local network: no proxies or .netrc from the environment.
         self._session.trust_env = False
-        self._session.verify = settings.verify_tls
+        verify = settings.verify_tls
+        self._session.verify = str(settings.ca_file) if settings.ca_file and verify else verify
+        if settings.https and not verify:
+            # Said once in our own words (the log line below) rather than on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("camera %s: its HTTPS certificate is not verified (VERIFY_TLS=false)", name)
         self._session.auth = HTTPDigestAuth(settings.username, settings.password.get_secret_value())
 
     def _get(self, path: str, *, read_timeout: float) -> requests.Response:
@@ -255,6 +292,35 @@ class CameraClient:
         self._session.close()
 
 
+class AuthGate:
+    """Shared by one camera's stream and command threads: after a refused login, no one
+    tries again before the wait is over (Hikvision locks an account after about five)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self.failures = 0
+
+    def refused(self, exc: AuthError) -> float:
+        """Record a refusal; return how long to wait before the next login."""
+        with self._lock:
+            self.failures += 1
+            delay = auth_delay(self.failures, unlock_time=exc.unlock_time)
+            self._until = self._clock() + delay
+            return delay
+
+    def accepted(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self._until = 0.0
+
+    def remaining(self) -> float:
+        """Seconds before a login may be tried again (0 when it may be now)."""
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+
 class StreamWorker:
     """Keeps one camera's alertStream open and hands what it means to ``sink``.
 
@@ -273,7 +339,7 @@ class StreamWorker:
         stop: threading.Event,
         max_part_size: int,
         reconnect: Callable[[int], float] = reconnect_delay,
-        auth_wait: Callable[..., float] = auth_delay,
+        auth: AuthGate | None = None,
     ) -> None:
         self.client = client
         self.name = client.name
@@ -282,14 +348,32 @@ class StreamWorker:
         self._stop = stop
         self._max_part_size = max_part_size
         self._reconnect = reconnect
-        self._auth_wait = auth_wait
+        self.auth = auth or AuthGate()
         self._current: EventStream | None = None
         self._lock = threading.Lock()
         self._delivered = False
+        self._last_data = 0.0
         self.last_delay: float = 0.0  # the last wait before a retry, for observers and tests
 
     def stop(self) -> None:
+        """Stop at once (no waiting for what the camera has sent; see :meth:`quiet`)."""
         self._stop.set()
+        self.abort()
+
+    def begin_stop(self) -> None:
+        """Stop opening streams; the open one is still read until :meth:`abort`."""
+        self._stop.set()
+
+    def quiet(self) -> bool:
+        """Whether everything the camera sent has been read (nothing buffered, and nothing
+        new for a moment): then ending the stream loses no read it had sent."""
+        with self._lock:
+            stream = self._current
+        if stream is None:
+            return True
+        return stream.buffered() == 0 and time.monotonic() - self._last_data > QUIET_ON_STOP
+
+    def abort(self) -> None:
         with self._lock:
             if self._current is not None:
                 self._current.abort()
@@ -300,14 +384,15 @@ class StreamWorker:
 
     def run(self) -> None:
         failures = 0  # consecutive failed opens, or streams that gave nothing
-        auth_failures = 0
         in_outage = False
         while not self._stop.is_set():
+            if (locked_out := self.auth.remaining()) > 0:
+                self._wait(locked_out)  # a trigger's login was refused meanwhile
+                continue
             try:
                 stream = self.client.open_stream()
             except AuthError as exc:
-                auth_failures += 1
-                delay = self._auth_wait(auth_failures, unlock_time=exc.unlock_time)
+                delay = self.auth.refused(exc)
                 self._on_status(False)
                 log.error(
                     "camera %s: %s; next login attempt in %.0f s "
@@ -338,7 +423,7 @@ class StreamWorker:
             else:
                 log.debug("camera %s: event stream open", self.name)
             in_outage = False
-            auth_failures = 0
+            self.auth.accepted()
             self._on_status(True)
             with self._lock:
                 self._current = stream
@@ -376,8 +461,9 @@ class StreamWorker:
         parser = MultipartParser(stream.boundary, max_part_size=self._max_part_size)
         assembler = ReadAssembler()
         self._delivered = False
-        while not self._stop.is_set():
+        while True:  # until the stream ends: after a stop, abort() ends it
             data = stream.read()
+            self._last_data = time.monotonic()
             for part in parser.feed(data):
                 if not self._delivered:
                     self._delivered = True
@@ -388,10 +474,10 @@ class StreamWorker:
                             stream.boundary,
                             parser.boundary,
                         )
-                self._deliver(assembler.handle(part))
+                self._deliver(assembler, part)
 
-    def _deliver(self, output: Output) -> None:
+    def _deliver(self, assembler: ReadAssembler, part: Part) -> None:
         try:
-            self._sink(output)
-        except Exception:  # a bug in a sink must not stop the camera
-            log.exception("camera %s: error handling %s", self.name, type(output).__name__)
+            self._sink(assembler.handle(part))
+        except Exception:  # a bug must cost one part, never the camera
+            log.exception("camera %s: error handling a %s part", self.name, part.content_type)

@@ -35,6 +35,13 @@ class MqttSettings(BaseModel):
     ca_file: Path | None = Field(
         None, description="CA certificate file for the broker's TLS (unset: system CAs)."
     )
+    cert_file: Path | None = Field(
+        None, description="Client certificate file, for brokers that ask for one (with KEY_FILE)."
+    )
+    key_file: Path | None = Field(None, description="Private key file of the client certificate.")
+    verify_tls: bool = Field(
+        True, description="Verify the broker's certificate and host name (false: don't; unsafe)."
+    )
     client_id: str = Field(
         default_factory=lambda: f"hik2mqtt-{secrets.token_hex(4)}",
         description="MQTT client id (default: hik2mqtt- and random hex; unique per instance).",
@@ -56,6 +63,9 @@ class CameraSettings(BaseModel):
     )
     https: bool = Field(False, description="Talk to the camera over HTTPS.")
     verify_tls: bool = Field(True, description="Verify the camera's HTTPS certificate.")
+    ca_file: Path | None = Field(
+        None, description="CA certificate file that signed the camera's HTTPS certificate."
+    )
     username: str = Field("admin", description="Camera user name.")
     password: SecretStr = Field(description="Camera password (required; a secret).")
     channel: int = Field(1, ge=1, le=512, description="Video channel used for manual recognition.")
@@ -64,6 +74,18 @@ class CameraSettings(BaseModel):
         ge=2,
         le=3600,
         description="Seconds without a byte before the stream is quietly reopened.",
+    )
+    max_age: float = Field(
+        300.0,
+        ge=0,
+        description="A read older than this (camera time vs bridge clock), seconds, is marked "
+        "retransmitted; 0: only the camera's own flag counts.",
+    )
+    trigger_interval: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Least time between two triggers, seconds; more are refused.",
     )
 
     @model_validator(mode="after")
@@ -108,6 +130,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="Cameras, keyed by name (the topic level)."
     )
     images: ImageSettings = Field(default_factory=ImageSettings, description="Pictures.")
+    spool_dir: Path | None = Field(
+        None,
+        description="Folder for the spool of reads waiting for the broker (unset: in memory).",
+    )
+    spool_max_reads: int = Field(
+        100_000, ge=100, description="Reads the spool holds at most; past it the oldest go."
+    )
     max_part_size: int = Field(
         DEFAULT_MAX_PART_SIZE,
         ge=64 * 1024,
@@ -184,8 +213,19 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
                 f"{ENV_PREFIX}CAMERAS__{name.upper()}: a camera name must be non-empty "
                 "without /, +, # or spaces"
             )
-    if settings.mqtt.ca_file is not None and not settings.mqtt.ca_file.is_file():
-        problems.append(f"{ENV_PREFIX}MQTT__CA_FILE: no such file: {settings.mqtt.ca_file}")
+    files = [
+        ("MQTT__CA_FILE", settings.mqtt.ca_file),
+        ("MQTT__CERT_FILE", settings.mqtt.cert_file),
+        ("MQTT__KEY_FILE", settings.mqtt.key_file),
+    ]
+    files += [(f"CAMERAS__{n.upper()}__CA_FILE", c.ca_file) for n, c in settings.cameras.items()]
+    for variable, path in files:
+        if path is not None and not path.is_file():
+            problems.append(f"{ENV_PREFIX}{variable}: no such file: {path}")
+    if (settings.mqtt.cert_file is None) != (settings.mqtt.key_file is None):
+        problems.append(
+            f"{ENV_PREFIX}MQTT__CERT_FILE: a client certificate needs both CERT_FILE and KEY_FILE"
+        )
     return problems
 
 

@@ -26,6 +26,7 @@ PICTURE_KINDS = {
 }
 # What cameras write where no plate was read.
 NO_PLATE = {"", "unknown", "--", "none", "null", "n/a", "noplate", "无车牌"}
+MAX_XML_DEPTH = 32  # events are 5 levels deep; deeper is garbage or an attack
 _UNSAFE_LEVEL = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -126,7 +127,7 @@ def parse_xml(body: bytes) -> tuple[str, dict[str, Any]]:
         root = ElementTree.fromstring(body)  # noqa: S314 - DTDs refused just above
     except ElementTree.ParseError as exc:
         raise DecodeError(f"invalid XML: {exc}") from exc
-    value = _element_dict(root)
+    value = _element_dict(root, MAX_XML_DEPTH)
     return _local(root.tag), value if isinstance(value, dict) else {}
 
 
@@ -143,18 +144,20 @@ def _local(tag: str) -> str:
     return name
 
 
-def _element_dict(element: ElementTree.Element) -> dict[str, Any] | str | None:
+def _element_dict(element: ElementTree.Element, depth: int) -> dict[str, Any] | str | None:
     """An element as nested dicts keyed by local names; repeated children become lists."""
     children = list(element)
     if not children:
         text = element.text
         return (text.strip() or None) if text else None
+    if depth <= 0:
+        raise DecodeError(f"XML nested deeper than {MAX_XML_DEPTH} levels")
     out: dict[str, Any] = {}
     for child in children:
         if not isinstance(child.tag, str):  # a comment or processing instruction
             continue
         name = _local(child.tag)
-        value = _element_dict(child)
+        value = _element_dict(child, depth - 1)
         if name not in out:
             out[name] = value
         elif isinstance(out[name], list):

@@ -38,12 +38,14 @@ class MqttLink:
         subscriptions: list[str],
         on_connect: Callable[[], None],
         on_message: Callable[[str, bytes, bool], None],
+        on_published: Callable[[int], None] = lambda _mid: None,
     ) -> None:
         self.settings = settings
         self.connected = threading.Event()
         self._subscriptions = subscriptions
         self._on_connect_cb = on_connect
         self._on_message_cb = on_message
+        self._on_published_cb = on_published
         self._stopping = False
         self._ever_connected = False
         self._outage_logged = False
@@ -59,8 +61,13 @@ class MqttLink:
         if settings.tls:
             client.tls_set(
                 ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
+                certfile=str(settings.cert_file) if settings.cert_file else None,
+                keyfile=str(settings.key_file) if settings.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED if settings.verify_tls else ssl.CERT_NONE,
             )
+            if not settings.verify_tls:
+                client.tls_insecure_set(True)
+                log.warning("MQTT: the broker's certificate is not verified (VERIFY_TLS=false)")
         client.will_set(will_topic, OFFLINE, qos=1, retain=True)
         client.max_queued_messages_set(settings.queue_size)
         client.max_inflight_messages_set(100)
@@ -69,6 +76,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         self._client = client
 
     @property
@@ -80,15 +88,17 @@ class MqttLink:
         self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
         self._client.loop_start()
 
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
-        """Publish at QoS 1. False when paho's queue is full and the message was dropped."""
+    def publish(
+        self, topic: str, payload: bytes | str, *, retain: bool = False
+    ) -> paho.MQTTMessageInfo | None:
+        """Publish at QoS 1; None when paho's queue is full and the message was not taken."""
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             log.warning(
                 "MQTT queue full (%d messages): dropped %s", self.settings.queue_size, topic
             )
-            return False
-        return True
+            return None
+        return info
 
     def stop(self, final: list[tuple[str, bytes | str]], *, timeout: float = 2.0) -> None:
         """Publish ``final`` (retained), wait for them up to ``timeout``, disconnect."""
@@ -146,6 +156,11 @@ class MqttLink:
         if not self._outage_logged:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.where, reason_code)
             self._outage_logged = True
+
+    def _on_publish(
+        self, _client: paho.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
+    ) -> None:
+        self._on_published_cb(mid)
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
         if not self._outage_logged:

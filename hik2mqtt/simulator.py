@@ -25,6 +25,9 @@ import queue
 import random
 import re
 import secrets
+import select
+import socket
+import ssl
 import string
 import threading
 import time
@@ -214,9 +217,10 @@ def make_read(
     direction: str = "forward",
     channel: int = 1,
     list_name: str = "otherList",
+    taken: datetime | None = None,
 ) -> SimRead:
     plate = plate if plate is not None else random_plate()
-    now = datetime.now().astimezone()
+    now = taken or datetime.now().astimezone()
     event_id = uuid.uuid4().hex
     infos = "".join(
         PICTURE_INFO_XML.format(name=kind, abs_time=now.strftime("%Y%m%d%H%M%S%f")[:17])
@@ -318,6 +322,8 @@ class Simulator:
         interval: float | None = None,
         picture_size: int = 0,
         lock_after: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        answer_delay: float = 0.0,
     ) -> None:
         self.username = username
         self.password = password
@@ -344,6 +350,12 @@ class Simulator:
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
+        self.answer_delay = answer_delay  # a slow camera: seconds before answering a stream
+        self.tls = tls is not None
+        if tls is not None:  # HTTPS: the handshake happens in each request's thread
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._threads: list[threading.Thread] = []
 
     # -- life cycle -----------------------------------------------------------------------
@@ -358,7 +370,7 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> Simulator:
         serve = threading.Thread(target=self._server.serve_forever, name="sim-http", daemon=True)
@@ -499,6 +511,14 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def handle(self) -> None:
+            if isinstance(self.connection, ssl.SSLSocket):
+                try:
+                    self.connection.do_handshake()
+                except (OSError, ssl.SSLError):
+                    return  # a client that doesn't trust us, or isn't speaking TLS
+            super().handle()
+
         def do_GET(self) -> None:
             authorized = sim._authorized("GET", self.headers.get("Authorization"))
             path = self.path.split("?", 1)[0]
@@ -548,7 +568,22 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             sim.last_write_at = time.perf_counter()
             sim.writes += 1
 
+        def _client_gone(self) -> bool:
+            """Whether the client closed its end (seen without writing to it)."""
+            sock = self.connection
+            try:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if not readable:
+                    return False
+                if isinstance(sock, ssl.SSLSocket):
+                    return sock.pending() == 0 and not sock.recv(1)
+                return not sock.recv(1, socket.MSG_PEEK)
+            except (OSError, ValueError):
+                return True
+
         def _stream(self) -> None:
+            if sim.answer_delay:
+                sim._stop.wait(sim.answer_delay)
             version = "HTTP/1.0" if sim.http10 else "HTTP/1.1"
             head = [
                 f"{version} 200 OK",
@@ -565,12 +600,14 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             try:
                 while not sim._stop.is_set():
                     try:
-                        item = stream.get(timeout=sim.heartbeat or 1.0)
+                        item = stream.get(timeout=sim.heartbeat or 0.2)
                     except queue.Empty:
                         if sim.heartbeat:
                             self._write(
                                 heartbeat_part(sim.boundary, content_length=sim.content_length)
                             )
+                        elif self._client_gone():
+                            break
                         continue
                     if item is None:
                         break

@@ -76,6 +76,19 @@ def picture_path(
     return folder / safe_file_part(camera, fallback="camera") / received.strftime("%Y-%m-%d") / name
 
 
+def read_age(read: PlateRead, received: datetime) -> float | None:
+    """Seconds from the camera's time of the read to its arrival (None if unknown)."""
+    if read.time is None:
+        return None
+    try:
+        taken = datetime.fromisoformat(read.time)
+    except ValueError:
+        return None
+    if taken.tzinfo is None:  # no zone: the camera's local time, taken as the bridge's
+        taken = taken.astimezone()
+    return round((received - taken).total_seconds(), 3)
+
+
 def plate_payload(
     *,
     camera: str,
@@ -83,8 +96,14 @@ def plate_payload(
     source: str,
     received: datetime,
     images: dict[str, dict[str, str | None]],
+    age: float | None = None,
+    retransmitted: bool | None = None,
 ) -> bytes:
-    """The JSON of one read, as published on ``<prefix>/<camera>/plate``."""
+    """The JSON of one read, as published on ``<prefix>/<camera>/plate``.
+
+    ``retransmitted`` overrides the camera's own flag (the bridge also marks reads that
+    are too old by its clock); ``age`` is received minus the camera's time, in seconds.
+    """
     doc: dict[str, Any] = {
         "camera": camera,
         "plate": read.plate,
@@ -104,7 +123,8 @@ def plate_payload(
         },
         "plate_color": read.plate_color,
         "list": read.list_name,
-        "retransmitted": read.retransmitted,
+        "retransmitted": read.retransmitted if retransmitted is None else retransmitted,
+        "age": age,
         "source": source,
         "images": images,
     }

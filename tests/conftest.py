@@ -47,20 +47,32 @@ def free_port() -> int:
 class Broker:
     """A mosquitto process on its own port, which a test may stop and start again."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, persistence: bool = False, extra: str = ""
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="hik2mqtt-broker-"))
         self._conf = self._dir / "mosquitto.conf"
+        keep = (
+            f"persistence true\npersistence_location {self._dir}/\n"
+            if persistence
+            else "persistence false\n"
+        )
         self._conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest none\nset_tcp_nodelay true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{keep}"
+            f"log_dest none\nset_tcp_nodelay true\n"
+            # Started as root (CI), mosquitto would switch to its own user, which can't
+            # read our temporary folders (certificates, persistence); started as anyone
+            # else, this line does nothing.
+            f"user root\n{extra}"
         )
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self._proc = subprocess.Popen([binary, "-c", str(self._conf)])
+        with (self._dir / "stderr").open("ab") as errors:  # read it when a broker won't start
+            self._proc = subprocess.Popen([binary, "-c", str(self._conf)], stderr=errors)
         wait_until(self._accepts, timeout=10)
 
     def _accepts(self) -> bool:
@@ -121,14 +133,29 @@ class Message:
 class Subscriber:
     """A plain MQTT client that records every message on its topic filters."""
 
-    def __init__(self, host: str, port: int, topics: list[str]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topics: list[str],
+        *,
+        persistent: bool = False,
+        tls: tuple[str, str, str] | None = None,
+    ) -> None:
+        """``persistent``: a session the broker keeps (and queues for) while we are away."""
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._topics = topics
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}"
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
         )
+        self.client.reconnect_delay_set(1, 2)
+        if tls is not None:
+            ca_certs, certfile, keyfile = tls
+            self.client.tls_set(ca_certs=ca_certs, certfile=certfile, keyfile=keyfile)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -176,9 +203,11 @@ class Subscriber:
 def subscribe(broker: Broker | ExternalBroker) -> Iterator[Callable[..., Subscriber]]:
     made: list[Subscriber] = []
 
-    def make(*topics: str, target: Broker | ExternalBroker | None = None) -> Subscriber:
+    def make(
+        *topics: str, target: Broker | ExternalBroker | None = None, persistent: bool = False
+    ) -> Subscriber:
         where = target or broker
-        sub = Subscriber(where.host, where.port, list(topics))
+        sub = Subscriber(where.host, where.port, list(topics), persistent=persistent)
         made.append(sub)
         return sub
 
