@@ -62,7 +62,12 @@ class Proc:
             self.popen.kill()
 
 
-def start_bridge(broker: Broker, sims: dict[str, Simulator], prefix: str = "b") -> Proc:
+def start_bridge(
+    broker: Broker,
+    sims: dict[str, Simulator],
+    prefix: str = "b",
+    extra: dict[str, str] | None = None,
+) -> Proc:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIK2MQTT_")}
     env.update(
         HIK2MQTT_MQTT__HOST=broker.host,
@@ -76,6 +81,8 @@ def start_bridge(broker: Broker, sims: dict[str, Simulator], prefix: str = "b") 
         env[f"HIK2MQTT_CAMERAS__{name}__PORT"] = str(sim.port)
         env[f"HIK2MQTT_CAMERAS__{name}__PASSWORD"] = sim.password
         env[f"HIK2MQTT_CAMERAS__{name}__IDLE_TIMEOUT"] = "300"
+        env[f"HIK2MQTT_CAMERAS__{name}__TRIGGER_INTERVAL"] = "0"
+    env.update(extra or {})
     return Proc([sys.executable, "-m", "hik2mqtt", "run"], env)
 
 
