@@ -518,7 +518,7 @@ def main() -> None:
     try:
         which = args.which
         if which in ("latency", "all"):
-            bench_latency(broker, 40 if quick else 400)
+            bench_latency(broker, 40 if quick else 200)
         if which in ("trigger", "all"):
             bench_trigger(broker, 20 if quick else 200)
         if which in ("throughput", "all"):

@@ -7,6 +7,7 @@ one stop event; every blocking call has a timeout, so a stop takes effect within
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -15,29 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hik2mqtt.camera import (
-    DRAIN_ON_STOP,
-    MNPR_PATH,
-    AuthGate,
-    CameraClient,
-    StreamWorker,
-    parse_response_status,
-)
+from hik2mqtt.camera import DRAIN_ON_STOP, AuthGate, CameraClient, StreamWorker
+from hik2mqtt.commands import Command, CommandRunner, check_value
 from hik2mqtt.config import CameraSettings, Settings
-from hik2mqtt.errors import AuthError, CameraHTTPError, CameraUnreachable, ProtocolError
+from hik2mqtt.gate import decide
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.mqtt import MqttLink
-from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
 from hik2mqtt.outbox import Outbox
-from hik2mqtt.reads import (
-    EventArrived,
-    Output,
-    PictureArrived,
-    ReadArrived,
-    ReadAssembler,
-    Skipped,
-    is_event_part,
-)
+from hik2mqtt.plates import Duplicates, ListsFile, normalize
+from hik2mqtt.reads import EventArrived, Output, PictureArrived, ReadArrived, Skipped
 from hik2mqtt.spool import MemorySpool, Spool, SqliteSpool
 from hik2mqtt.topics import (
     OFFLINE,
@@ -54,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_COMMAND_PAYLOAD = 1024
 COMMAND_QUEUE = 4
 PRUNE_EVERY = 3600.0
+LISTS_CHECK_EVERY = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +62,16 @@ class _Camera:
     def __init__(self, *, name: str, settings: CameraSettings, bridge: Bridge) -> None:
         self.name = name
         self.settings = settings
-        # Unbounded so that stop's sentinel (None) always fits; COMMAND_QUEUE is enforced
-        # when a command is queued.
-        self.commands: queue.Queue[bytes | None] = queue.Queue()
         self.auth = AuthGate()
+        self.runner = CommandRunner(
+            name=name,
+            settings=settings,
+            topics=bridge.topics,
+            publish=bridge.link.publish,
+            sink=bridge.sink_for(name, "manual"),
+            auth=self.auth,
+            max_part_size=bridge.settings.max_part_size,
+        )
         self.last_trigger = float("-inf")
         self.clock_warned = False
         self.worker = StreamWorker(
@@ -92,7 +86,7 @@ class _Camera:
             target=self.worker.run, name=f"stream-{name}", daemon=True
         )
         self.command_thread = threading.Thread(
-            target=bridge.run_commands, args=(self,), name=f"commands-{name}", daemon=True
+            target=self.runner.run, name=f"commands-{name}", daemon=True
         )
 
 
@@ -111,7 +105,7 @@ class Bridge:
         self.link = MqttLink(
             settings=settings.mqtt,
             will_topic=self.topics.bridge_status,
-            subscriptions=[self.topics.trigger_subscription],
+            subscriptions=self.topics.command_subscriptions,
             on_connect=lambda: self._control.put(_Connected()),
             on_message=lambda t, p, r: self._control.put(_Message(t, p, r)),
             on_published=self._on_published,
@@ -122,6 +116,9 @@ class Bridge:
             else MemorySpool(max_rows=settings.spool_max_reads)
         )
         self.outbox = Outbox(link=self.link, spool=spool)
+        self.lists = ListsFile(settings.lists_file)
+        self._duplicates = Duplicates(settings.duplicate_window)
+        self._duplicates_lock = threading.Lock()
         self.cameras = {
             name: _Camera(name=name, settings=cam, bridge=self)
             for name, cam in settings.cameras.items()
@@ -156,7 +153,7 @@ class Bridge:
         self._control.put(None)  # wake the threads that wait on their queues
         for camera in self.cameras.values():
             camera.worker.begin_stop()
-            camera.commands.put(None)
+            camera.runner.stop()
         # Streams first: every read a camera had sent is handed on before its stream ends
         # (all cameras at once, for at most DRAIN_ON_STOP).
         drain_until = time.monotonic() + DRAIN_ON_STOP
@@ -249,6 +246,10 @@ class Bridge:
         if stale and not read.retransmitted:
             self._warn_clock(camera, age)
         retransmitted = read.retransmitted or stale
+        normalized = normalize(read.plate)
+        match = self.lists.lists.match(read.plate)
+        with self._duplicates_lock:
+            duplicate = self._duplicates.check(camera, normalized)
         payload = plate_payload(
             camera=camera,
             read=read,
@@ -257,16 +258,67 @@ class Bridge:
             images=images,
             age=age,
             retransmitted=retransmitted,
+            extra={
+                "normalized": normalized,
+                "match": match.as_dict() if match else None,
+                "duplicate": duplicate,
+            },
         )
-        self.outbox.read(self.topics.plate(camera), payload)
         log.info(
-            "camera %s: plate %s (confidence %s, %s)%s",
+            "camera %s: plate %s (confidence %s, %s)%s%s",
             camera,
             read.plate or f"not read ({read.raw_plate})",
             read.confidence,
             source,
             f" [retransmitted, {age:.0f} s old]" if retransmitted and age else "",
+            " [duplicate]" if duplicate else "",
         )
+        if duplicate and self.settings.duplicates == "drop":
+            return
+        self.outbox.read(self.topics.plate(camera), payload)
+        self.outbox.picture(self.topics.state(camera), payload)  # retained: the last read
+        rule = self.settings.cameras[camera].gate
+        if not rule.enabled:
+            return
+        decision = decide(
+            rule,
+            plate=read.plate,
+            confidence=read.confidence,
+            retransmitted=retransmitted,
+            duplicate=duplicate,
+            age=age,
+            match=match,
+        )
+        if decision.open:
+            action = (
+                "barrier open" if rule.barrier else f"output {rule.output} for {rule.pulse:g} s"
+            )
+        else:
+            action = None
+        self.link.publish(
+            self.topics.gate(camera),
+            json.dumps(
+                {
+                    "plate": read.plate,
+                    "event_id": read.event_id,
+                    "open": decision.open,
+                    "reason": decision.reason,
+                    "action": action,
+                },
+                ensure_ascii=False,
+            ),
+        )
+        log.info(
+            "camera %s: gate %s: %s", camera, "opens" if decision.open else "stays", decision.reason
+        )
+        if decision.open:
+            entry = self.cameras[camera]
+            if rule.barrier:
+                command = Command("barrier", self.topics.barrier_set(camera), 0, "open", "gate")
+            else:
+                topic = self.topics.output_set(camera, rule.output)
+                command = Command("output", topic, rule.output, f"{rule.pulse:g}", "gate")
+            self._queue(entry, command)
 
     def _warn_clock(self, camera: str, age: float | None) -> None:
         entry = self.cameras.get(camera)
@@ -301,6 +353,9 @@ class Bridge:
                     self._folder.prune()
                     next_prune = time.monotonic() + PRUNE_EVERY
                 timeout = max(0.0, next_prune - time.monotonic())
+            if self.lists.path is not None:
+                self.lists.reload()
+                timeout = min(timeout or LISTS_CHECK_EVERY, LISTS_CHECK_EVERY)
             try:
                 item = self._control.get(timeout=timeout)
             except queue.Empty:
@@ -315,149 +370,57 @@ class Bridge:
             except Exception:  # keep the control thread alive whatever a command does
                 log.exception("error handling %s", item)
 
-    def _reply(
-        self, camera: str, *, ok: bool, status: int | None, message: str, **extra: str | int | None
-    ) -> None:
-        payload = result_payload(ok=ok, status=status, message=message, **extra)
-        self.link.publish(self.topics.trigger_result(camera), payload)
+    def _refuse(self, topic: str, message: str) -> None:
+        log.warning("refused a command on %s: %s", topic, message)
+        payload = result_payload(ok=False, status=None, message=message)
+        self.link.publish(self.topics.result(topic), payload)
 
     def _command(self, message: _Message) -> None:
-        name = self.topics.camera_of_trigger(message.topic)
-        if name is None:
+        parsed = self.topics.parse_command(message.topic)
+        if parsed is None:
             log.warning("ignored a message on %s", message.topic)
             return
+        name, kind, output = parsed
         if message.retained:
             log.warning(
-                "ignored a retained message on %s: a trigger must not be retained "
+                "ignored a retained message on %s: a command must not be retained "
                 "(it would fire again at every restart); clear it with an empty retained message",
                 message.topic,
             )
             return
         camera = self.cameras.get(name)
         if camera is None:
-            log.warning("trigger for unknown camera %r", name)
-            self._reply(name, ok=False, status=None, message=f"no camera named {name!r}")
-            return
-        try:
-            message.payload.decode("utf-8")
-        except UnicodeDecodeError:
-            self._reply(name, ok=False, status=None, message="payload is not UTF-8 text")
+            self._refuse(message.topic, f"no camera named {name!r}")
             return
         if len(message.payload) > MAX_COMMAND_PAYLOAD:
-            self._reply(
-                name,
-                ok=False,
-                status=None,
-                message=f"payload of {len(message.payload)} bytes is over {MAX_COMMAND_PAYLOAD}",
-            )
-            return
-        since = time.monotonic() - camera.last_trigger
-        if since < camera.settings.trigger_interval:
-            self._reply(
-                name,
-                ok=False,
-                status=None,
-                message=f"rate limited: at most one trigger every "
-                f"{camera.settings.trigger_interval:g} s",
-            )
-            return
-        camera.last_trigger = time.monotonic()
-        if camera.commands.qsize() >= COMMAND_QUEUE:
-            self._reply(name, ok=False, status=None, message="busy: earlier triggers still running")
-            return
-        camera.commands.put(message.payload)
-
-    def run_commands(self, camera: _Camera) -> None:
-        client = CameraClient(name=camera.name, settings=camera.settings)
-        try:
-            while camera.commands.get() is not None and not self._stop.is_set():
-                try:
-                    self._trigger(camera, client)
-                except Exception:
-                    log.exception("camera %s: trigger failed", camera.name)
-                    self._reply(camera.name, ok=False, status=None, message="internal error")
-        finally:
-            client.close()
-
-    def _trigger(self, camera: _Camera, client: CameraClient) -> None:
-        name = camera.name
-        path = MNPR_PATH.format(channel=camera.settings.channel)
-        log.info("camera %s: manual recognition requested", name)
-        if (wait := camera.auth.remaining()) > 0:
-            self._reply(
-                name,
-                ok=False,
-                status=None,
-                message=f"the camera refused our login; not trying again for {wait:.0f} s "
-                "(it locks accounts after repeated failures)",
-            )
+            size = len(message.payload)
+            self._refuse(message.topic, f"payload of {size} bytes is over {MAX_COMMAND_PAYLOAD}")
             return
         try:
-            reply = client.request(path, limit=2 * self.settings.max_part_size)
-        except AuthError as exc:
-            delay = camera.auth.refused(exc)
-            log.error("camera %s: %s; next login attempt in %.0f s", name, exc, delay)
-            self._reply(name, ok=False, status=401, message=str(exc))
+            value = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._refuse(message.topic, "payload is not UTF-8 text")
             return
-        except CameraHTTPError as exc:
-            self._reply(
-                name, ok=False, status=exc.status, message=str(exc), sub_status=exc.sub_status
-            )
+        if (problem := check_value(kind, value)) is not None:
+            self._refuse(message.topic, problem)
             return
-        except CameraUnreachable as exc:
-            self._reply(name, ok=False, status=None, message=str(exc))
+        if output is not None and not (output.isdigit() and 1 <= int(output) <= 64):
+            self._refuse(message.topic, f"output {output[:20]!r}: expected a number from 1 to 64")
             return
-        parts = self._reply_parts(reply.content_type, reply.body)
-        if parts is None:
-            self._reply(name, ok=False, status=reply.status, message="unreadable multipart answer")
-            return
-        sink = self.sink_for(name, "manual")
-        assembler = ReadAssembler()
-        plates: list[str | None] = []
-        status = None
-        for part in parts:
-            if is_event_part(part) and (found := parse_response_status(part.body)):
-                status = found
-                continue
-            output = assembler.handle(part)
-            if isinstance(output, ReadArrived):
-                plates.append(output.read.plate)
-            sink(output)
-        if plates:
-            self._reply(
-                name,
-                ok=True,
-                status=reply.status,
-                message=f"read {plates[0] or 'no plate'}",
-                plate=plates[0],
-            )
-            return
-        if status is not None and not status.ok:
-            self._reply(
-                name,
-                ok=False,
-                status=reply.status,
-                message=status.describe(),
-                sub_status=status.sub_status,
-            )
-            return
-        self._reply(
-            name,
-            ok=True,
-            status=reply.status,
-            message=status.describe() if status else "triggered; no read in the answer",
-            plate=None,
-        )
+        if kind == "trigger":
+            since = time.monotonic() - camera.last_trigger
+            if since < camera.settings.trigger_interval:
+                interval = camera.settings.trigger_interval
+                self._refuse(
+                    message.topic, f"rate limited: at most one trigger every {interval:g} s"
+                )
+                return
+            camera.last_trigger = time.monotonic()
+        command = Command(kind, message.topic, int(output or 0), value)  # type: ignore[arg-type]
+        self._queue(camera, command)
 
-    def _reply_parts(self, content_type: str, body: bytes) -> list[Part] | None:
-        if not content_type.lower().startswith("multipart/"):
-            return [Part(headers={"content-type": content_type}, body=body)]
-        parser = MultipartParser(
-            boundary_from_content_type(content_type), max_part_size=self.settings.max_part_size
-        )
-        try:
-            parser.receive_data(body)
-            return parser.end_of_stream()
-        except ProtocolError as exc:
-            log.warning("MNPR answer: %s", exc)
-            return None
+    def _queue(self, camera: _Camera, command: Command) -> None:
+        if camera.runner.queue.qsize() >= COMMAND_QUEUE:
+            self._refuse(command.reply_to, "busy: earlier commands still running")
+            return
+        camera.runner.queue.put(command)

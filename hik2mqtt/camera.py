@@ -288,6 +288,29 @@ class CameraClient:
             body=body,
         )
 
+    def put(self, path: str, body: bytes, *, content_type: str) -> CameraReply:
+        """A PUT (commands: outputs, barrier); the answer is read whole."""
+        url = self.settings.base_url + path
+        try:
+            response = self._session.put(
+                url,
+                data=body,
+                headers={"Content-Type": content_type},
+                stream=True,
+                timeout=(CONNECT_TIMEOUT, COMMAND_TIMEOUT),
+                allow_redirects=False,
+            )
+        except requests.exceptions.Timeout as exc:
+            raise CameraUnreachable(f"no answer within {COMMAND_TIMEOUT:.0f} s") from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise CameraUnreachable(f"cannot connect ({_reason(exc)})") from exc
+        self._check(response, path)
+        return CameraReply(
+            status=response.status_code,
+            content_type=response.headers.get("Content-Type", ""),
+            body=self._read_limited(response, ERROR_BODY_LIMIT),
+        )
+
     def close(self) -> None:
         self._session.close()
 

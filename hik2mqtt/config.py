@@ -54,6 +54,20 @@ class MqttSettings(BaseModel):
     )
 
 
+class GateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Open the gate for known plates (off by default).")
+    list: str = Field("allow", description="The plate list whose plates open the gate.")
+    min_confidence: int = Field(80, ge=0, le=100, description="Least confidence to open.")
+    max_age: float = Field(30.0, gt=0, description="Oldest read that may open, seconds.")
+    output: int = Field(1, ge=1, le=64, description="Relay output pulsed to open.")
+    pulse: float = Field(1.0, gt=0, le=600, description="How long the output is on, seconds.")
+    barrier: bool = Field(
+        False, description="Open with the barrier command (barrierGate) instead of an output."
+    )
+
+
 class CameraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,6 +95,7 @@ class CameraSettings(BaseModel):
         description="A read older than this (camera time vs bridge clock), seconds, is marked "
         "retransmitted; 0: only the camera's own flag counts.",
     )
+    gate: GateSettings = Field(default_factory=GateSettings, description="The gate rule.")
     trigger_interval: float = Field(
         1.0,
         ge=0,
@@ -130,6 +145,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="Cameras, keyed by name (the topic level)."
     )
     images: ImageSettings = Field(default_factory=ImageSettings, description="Pictures.")
+    lists_file: Path | None = Field(
+        None, description="Plate lists file, YAML or CSV, read again when it changes."
+    )
+    duplicate_window: float = Field(
+        10.0, ge=0, description="Seconds in which the same plate on a camera is a duplicate."
+    )
+    duplicates: Literal["flag", "drop"] = Field(
+        "flag", description="flag: publish duplicates with duplicate true; drop: don't publish."
+    )
     spool_dir: Path | None = Field(
         None,
         description="Folder for the spool of reads waiting for the broker (unset: in memory).",
@@ -213,6 +237,8 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
                 f"{ENV_PREFIX}CAMERAS__{name.upper()}: a camera name must be non-empty "
                 "without /, +, # or spaces"
             )
+    if settings.lists_file is not None and not settings.lists_file.is_file():
+        problems.append(f"{ENV_PREFIX}LISTS_FILE: no such file: {settings.lists_file}")
     files = [
         ("MQTT__CA_FILE", settings.mqtt.ca_file),
         ("MQTT__CERT_FILE", settings.mqtt.cert_file),
@@ -276,13 +302,23 @@ def setting_rows() -> list[tuple[str, str, str]]:
         "images": ImageSettings,
         "cameras": CameraSettings,
     }
+
+    def walk(prefix: str, model: type[BaseModel]) -> None:
+        for sub, sub_info in model.model_fields.items():
+            kind = sub_info.annotation
+            inner = kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+            if inner is not None:
+                walk(f"{prefix}__{sub.upper()}", inner)
+            else:
+                rows.append(
+                    (f"{prefix}__{sub.upper()}", default_of(sub_info), sub_info.description or "")
+                )
+
     for name, info in Settings.model_fields.items():
         model = nested.get(name)
         if model is None:
             rows.append((_variable((name,)), default_of(info), info.description or ""))
             continue
         middle = "__<NAME>" if name == "cameras" else ""
-        for sub, sub_info in model.model_fields.items():
-            variable = f"{ENV_PREFIX}{name.upper()}{middle}__{sub.upper()}"
-            rows.append((variable, default_of(sub_info), sub_info.description or ""))
+        walk(f"{ENV_PREFIX}{name.upper()}{middle}", model)
     return rows

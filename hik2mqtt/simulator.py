@@ -73,6 +73,9 @@ VEHICLE_JPEG = base64.b64decode(
 
 STREAM_PATH = "/ISAPI/Event/notification/alertStream"
 _MNPR_PATH = re.compile(r"^/ISAPI/Traffic/MNPR/channels/(\d+)$")
+_OUTPUT_PATH = re.compile(r"^/ISAPI/System/IO/outputs/(\d+)/(trigger|status)$")
+_BARRIER_PATH = re.compile(r"^/ISAPI/Parking/channels/(\d+)/barrierGate$")
+_XML_VALUE = re.compile(rb"<(outputState|ctrlMode)>\s*(\w+)\s*</")
 _DIGEST_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
 HEARTBEAT_XML = """<EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
@@ -158,6 +161,16 @@ RESPONSE_STATUS_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <statusString>{text}</statusString>
 <subStatusCode>{sub}</subStatusCode>
 </ResponseStatus>
+"""
+
+XML_TYPE = 'application/xml; charset="UTF-8"'
+
+IO_STATUS_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<IOPortStatus version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
+<ioPortID>{port}</ioPortID>
+<ioPortType>output</ioPortType>
+<ioState>{state}</ioState>
+</IOPortStatus>
 """
 
 USER_CHECK_XML = """<?xml version="1.0" encoding="UTF-8" ?>
@@ -339,6 +352,9 @@ class Simulator:
         self.lock_after = lock_after
         self.mnpr_reply: tuple[int, str, bytes] | None = None  # override: status, type, body
         self.requests: list[RequestRecord] = []
+        self.io_supported = True  # False: answer notSupport on System/IO, like DS-TCG405-E
+        self.outputs: dict[int, str] = {}  # output -> "high" | "low", as last set
+        self.puts: list[tuple[str, bytes]] = []  # every PUT: path and body
         self.last_mnpr: SimRead | None = None
         self.failed_logins = 0
         self.writes = 0  # stream writes so far, and when the last one was on the socket
@@ -532,6 +548,14 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             elif (match := _MNPR_PATH.match(path)) is not None:
                 status, ctype, body = sim.mnpr_body()
                 self._send(status, body, ctype)
+            elif (out := _OUTPUT_PATH.match(path)) is not None and out.group(2) == "status":
+                if not sim.io_supported:
+                    self._not_supported(path)
+                    return
+                state = "active" if sim.outputs.get(int(out.group(1))) == "high" else "inactive"
+                self._send(
+                    200, IO_STATUS_XML.format(port=out.group(1), state=state).encode(), XML_TYPE
+                )
             elif path == "/ISAPI/System/deviceInfo":
                 self._send(200, DEVICE_INFO_XML.encode(), 'application/xml; charset="UTF-8"')
             else:
@@ -543,6 +567,34 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     status_xml.encode(),
                     'application/xml; charset="UTF-8"',
                 )
+
+        def _not_supported(self, path: str) -> None:
+            body = RESPONSE_STATUS_XML.format(
+                url=path, code=4, text="Invalid Operation", sub="notSupport"
+            )
+            self._send(403, body.encode(), XML_TYPE)
+
+        def do_PUT(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(min(length, 65536))
+            authorized = sim._authorized("PUT", self.headers.get("Authorization"))
+            path = self.path.split("?", 1)[0]
+            with sim._lock:
+                sim.requests.append(RequestRecord("PUT", path, authorized, time.perf_counter()))
+            if not authorized:
+                self._challenge()
+                return
+            value = _XML_VALUE.search(body)
+            out = _OUTPUT_PATH.match(path)
+            if out is not None and out.group(2) == "trigger" and sim.io_supported and value:
+                sim.outputs[int(out.group(1))] = value.group(2).decode()
+            elif _BARRIER_PATH.match(path) is None or value is None:
+                self._not_supported(path)
+                return
+            with sim._lock:
+                sim.puts.append((path, body))
+            ok = RESPONSE_STATUS_XML.format(url=path, code=1, text="OK", sub="ok")
+            self._send(200, ok.encode(), XML_TYPE)
 
         def _challenge(self) -> None:
             if self.headers.get("Authorization"):

@@ -29,8 +29,12 @@ class Topics:
         return f"{self.prefix}/bridge/status"
 
     @property
-    def trigger_subscription(self) -> str:
-        return f"{self.prefix}/+/trigger"
+    def command_subscriptions(self) -> list[str]:
+        return [
+            f"{self.prefix}/+/trigger",
+            f"{self.prefix}/+/output/+/set",
+            f"{self.prefix}/+/barrier/set",
+        ]
 
     def camera_status(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/status"
@@ -47,13 +51,45 @@ class Topics:
     def trigger_result(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/trigger/result"
 
+    def state(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/state"
+
+    def gate(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/gate"
+
+    def output_set(self, camera: str, output: int | str) -> str:
+        return f"{self.prefix}/{camera}/output/{output}/set"
+
+    def output_state(self, camera: str, output: int | str) -> str:
+        return f"{self.prefix}/{camera}/output/{output}"
+
+    def barrier_set(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/barrier/set"
+
+    @staticmethod
+    def result(command_topic: str) -> str:
+        """Where a command's outcome goes: its own topic plus ``/result``."""
+        return f"{command_topic}/result"
+
+    def parse_command(self, topic: str) -> tuple[str, str, str | None] | None:
+        """``(camera, command, output)`` for a command topic; command is ``trigger``,
+        ``output`` or ``barrier``; None for anything else."""
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            return None
+        levels = topic[len(head) :].split("/")
+        if len(levels) == 2 and levels[1] == "trigger" and levels[0]:
+            return levels[0], "trigger", None
+        if len(levels) == 3 and levels[1:] == ["barrier", "set"] and levels[0]:
+            return levels[0], "barrier", None
+        if len(levels) == 4 and levels[1] == "output" and levels[3] == "set" and levels[0]:
+            return levels[0], "output", levels[2]
+        return None
+
     def camera_of_trigger(self, topic: str) -> str | None:
         """The camera level of a ``<prefix>/<camera>/trigger`` topic, else None."""
-        head = self.prefix + "/"
-        if not topic.startswith(head) or not topic.endswith("/trigger"):
-            return None
-        camera = topic[len(head) : -len("/trigger")]
-        return camera if camera and "/" not in camera else None
+        parsed = self.parse_command(topic)
+        return parsed[0] if parsed and parsed[1] == "trigger" else None
 
 
 def safe_file_part(text: str | None, *, fallback: str, limit: int = 32) -> str:
@@ -98,6 +134,7 @@ def plate_payload(
     images: dict[str, dict[str, str | None]],
     age: float | None = None,
     retransmitted: bool | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """The JSON of one read, as published on ``<prefix>/<camera>/plate``.
 
@@ -127,6 +164,7 @@ def plate_payload(
         "age": age,
         "source": source,
         "images": images,
+        **(extra or {}),
     }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 

@@ -38,7 +38,10 @@ def test_topics() -> None:
     topics = Topics("site/anpr")
     assert topics.plate("gate") == "site/anpr/gate/plate"
     assert topics.image("gate", "plate") == "site/anpr/gate/image/plate"
-    assert topics.trigger_subscription == "site/anpr/+/trigger"
+    assert topics.command_subscriptions[0] == "site/anpr/+/trigger"
+    assert topics.parse_command("site/anpr/gate/output/2/set") == ("gate", "output", "2")
+    assert topics.parse_command("site/anpr/gate/barrier/set") == ("gate", "barrier", None)
+    assert topics.parse_command("site/anpr/gate/output/2") is None
     assert topics.camera_of_trigger("site/anpr/gate/trigger") == "gate"
     assert topics.camera_of_trigger("site/anpr/gate/trigger/result") is None
     assert topics.camera_of_trigger("other/gate/trigger") is None
