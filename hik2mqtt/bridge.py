@@ -24,6 +24,8 @@ from hik2mqtt.images import ImageFolder
 from hik2mqtt.mqtt import MqttLink
 from hik2mqtt.outbox import Outbox
 from hik2mqtt.plates import Duplicates, ListsFile, normalize
+from hik2mqtt.poll import PollWorker
+from hik2mqtt.push import PushCamera, PushListener
 from hik2mqtt.reads import EventArrived, Output, PictureArrived, ReadArrived, Skipped
 from hik2mqtt.spool import MemorySpool, Spool, SqliteSpool
 from hik2mqtt.topics import (
@@ -34,6 +36,7 @@ from hik2mqtt.topics import (
     plate_payload,
     read_age,
     result_payload,
+    safe_file_part,
 )
 
 log = logging.getLogger(__name__)
@@ -74,16 +77,29 @@ class _Camera:
         )
         self.last_trigger = float("-inf")
         self.clock_warned = False
-        self.worker = StreamWorker(
-            client=CameraClient(name=name, settings=settings),
-            sink=bridge.sink_for(name, "stream"),
-            on_status=lambda online: bridge.set_status(name, online),
-            stop=threading.Event(),
-            max_part_size=bridge.settings.max_part_size,
-            auth=self.auth,
-        )
-        self.stream_thread = threading.Thread(
-            target=self.worker.run, name=f"stream-{name}", daemon=True
+        self.worker: StreamWorker | PollWorker | None = None
+        if settings.mode == "stream":
+            self.worker = StreamWorker(
+                client=CameraClient(name=name, settings=settings),
+                sink=bridge.sink_for(name, "stream"),
+                on_status=lambda online: bridge.set_status(name, online),
+                stop=threading.Event(),
+                max_part_size=bridge.settings.max_part_size,
+                auth=self.auth,
+            )
+        elif settings.mode == "poll":
+            self.worker = PollWorker(
+                client=CameraClient(name=name, settings=settings),
+                sink=bridge.sink_for(name, "poll"),
+                on_status=lambda online: bridge.set_status(name, online),
+                stop=threading.Event(),
+                auth=self.auth,
+                max_part_size=bridge.settings.max_part_size,
+            )
+        self.stream_thread = (
+            threading.Thread(target=self.worker.run, name=f"{settings.mode}-{name}", daemon=True)
+            if self.worker is not None
+            else None
         )
         self.command_thread = threading.Thread(
             target=self.runner.run, name=f"commands-{name}", daemon=True
@@ -123,6 +139,26 @@ class Bridge:
             name: _Camera(name=name, settings=cam, bridge=self)
             for name, cam in settings.cameras.items()
         }
+        push = {
+            name: PushCamera(
+                name=name,
+                settings=camera.settings,
+                sink=self.sink_for(name, "push"),
+                on_seen=self._seen_callback(name),
+            )
+            for name, camera in self.cameras.items()
+            if camera.settings.mode == "push"
+        }
+        self.listener = (
+            PushListener(
+                host=settings.listen.host,
+                port=settings.listen.port,
+                cameras=push,
+                max_part_size=settings.max_part_size,
+            )
+            if push
+            else None
+        )
         self._control_thread = threading.Thread(
             target=self._run_control, name="control", daemon=True
         )
@@ -142,8 +178,11 @@ class Bridge:
         self.outbox.start()
         self.link.start()
         self._control_thread.start()
+        if self.listener is not None:
+            self.listener.start()
         for camera in self.cameras.values():
-            camera.stream_thread.start()
+            if camera.stream_thread is not None:
+                camera.stream_thread.start()
             camera.command_thread.start()
 
     def stop(self, *, timeout: float = 4.0) -> None:
@@ -151,20 +190,23 @@ class Bridge:
         deadline = time.monotonic() + timeout
         self._stop.set()
         self._control.put(None)  # wake the threads that wait on their queues
+        if self.listener is not None:
+            self.listener.stop()
+        workers = [c.worker for c in self.cameras.values() if c.worker is not None]
+        for worker in workers:
+            worker.begin_stop()
         for camera in self.cameras.values():
-            camera.worker.begin_stop()
             camera.runner.stop()
         # Streams first: every read a camera had sent is handed on before its stream ends
         # (all cameras at once, for at most DRAIN_ON_STOP).
         drain_until = time.monotonic() + DRAIN_ON_STOP
-        while time.monotonic() < drain_until and not all(
-            c.worker.quiet() for c in self.cameras.values()
-        ):
+        while time.monotonic() < drain_until and not all(w.quiet() for w in workers):
             time.sleep(0.01)
+        for worker in workers:
+            worker.abort()
         for camera in self.cameras.values():
-            camera.worker.abort()
-        for camera in self.cameras.values():
-            camera.stream_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
+            if camera.stream_thread is not None:
+                camera.stream_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
         for camera in self.cameras.values():
             camera.command_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
         self._control_thread.join(max(0.0, deadline - time.monotonic() - 2.0))
@@ -212,9 +254,7 @@ class Bridge:
             elif isinstance(output, Skipped):
                 log.warning("camera %s: skipped %s", camera, output.reason)
             elif isinstance(output, EventArrived):
-                log.debug(
-                    "camera %s: %s event (not published yet)", camera, output.event.event_type
-                )
+                self._publish_event(camera, source, output)
 
         return sink
 
@@ -319,6 +359,29 @@ class Bridge:
                 topic = self.topics.output_set(camera, rule.output)
                 command = Command("output", topic, rule.output, f"{rule.pulse:g}", "gate")
             self._queue(entry, command)
+
+    def _seen_callback(self, name: str) -> Callable[[], None]:
+        return lambda: self.set_status(name, True)
+
+    def _publish_event(self, camera: str, source: str, arrived: EventArrived) -> None:
+        event = arrived.event
+        wanted = self.settings.events.strip().lower()
+        if wanted == "none" or (
+            wanted != "all"
+            and event.event_type.lower() not in {t.strip().lower() for t in wanted.split(",")}
+        ):
+            return
+        kind = safe_file_part(event.event_type, fallback="event", limit=40)
+        payload = {
+            "camera": camera,
+            "type": event.event_type,
+            "state": event.state,
+            "description": event.description,
+            "channel": event.channel,
+            "time": event.time,
+            "source": source,
+        }
+        self.outbox.read(self.topics.event(camera, kind), json.dumps(payload).encode())
 
     def _warn_clock(self, camera: str, age: float | None) -> None:
         entry = self.cameras.get(camera)

@@ -290,9 +290,22 @@ class CameraClient:
 
     def put(self, path: str, body: bytes, *, content_type: str) -> CameraReply:
         """A PUT (commands: outputs, barrier); the answer is read whole."""
+        return self.send("PUT", path, body, content_type=content_type)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str,
+        limit: int = ERROR_BODY_LIMIT,
+    ) -> CameraReply:
+        """A request with a body (PUT, POST); the answer is read whole (at most ``limit``)."""
         url = self.settings.base_url + path
         try:
-            response = self._session.put(
+            response = self._session.request(
+                method,
                 url,
                 data=body,
                 headers={"Content-Type": content_type},
@@ -308,7 +321,7 @@ class CameraClient:
         return CameraReply(
             status=response.status_code,
             content_type=response.headers.get("Content-Type", ""),
-            body=self._read_limited(response, ERROR_BODY_LIMIT),
+            body=self._read_limited(response, limit),
         )
 
     def close(self) -> None:

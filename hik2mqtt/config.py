@@ -72,6 +72,18 @@ class CameraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(description="Camera host name or address (required).")
+    mode: Literal["stream", "push", "poll"] = Field(
+        "stream",
+        description="How reads arrive: stream (alertStream), push (the camera POSTs to the "
+        "bridge's listener) or poll (traffic cameras' plate list).",
+    )
+    push_secret: SecretStr | None = Field(
+        None,
+        description="Push mode: a secret the camera's URL ends with: /hik2mqtt/<name>/<secret>.",
+    )
+    poll_interval: float = Field(
+        1.0, ge=0.2, le=3600, description="Poll mode: seconds between two polls of the plate list."
+    )
     port: int | None = Field(
         None, ge=1, le=65535, description="Camera HTTP(S) port (default 80, or 443 with HTTPS)."
     )
@@ -116,6 +128,13 @@ class CameraSettings(BaseModel):
         return f"{scheme}://{host}:{self.port}"
 
 
+class ListenSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("0.0.0.0", description="Address the push listener binds to.")  # noqa: S104
+    port: int = Field(8088, ge=1, le=65535, description="Port of the push listener.")
+
+
 class ImageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -145,6 +164,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="Cameras, keyed by name (the topic level)."
     )
     images: ImageSettings = Field(default_factory=ImageSettings, description="Pictures.")
+    listen: ListenSettings = Field(
+        default_factory=ListenSettings,
+        description="The HTTP listener for push cameras (on only when a camera uses push).",
+    )
+    events: str = Field(
+        "all",
+        description="Which other events to publish on <prefix>/<camera>/event/<type>: all, "
+        "none, or a comma-separated list of event types (e.g. VMD,linedetection).",
+    )
     lists_file: Path | None = Field(
         None, description="Plate lists file, YAML or CSV, read again when it changes."
     )
@@ -301,6 +329,7 @@ def setting_rows() -> list[tuple[str, str, str]]:
         "mqtt": MqttSettings,
         "images": ImageSettings,
         "cameras": CameraSettings,
+        "listen": ListenSettings,
     }
 
     def walk(prefix: str, model: type[BaseModel]) -> None:

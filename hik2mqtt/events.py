@@ -290,3 +290,57 @@ def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | 
         plate_color=_text(anpr, "plateColor"),
         pictures=pictures,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PolledPlate:
+    """One entry of a traffic camera's plate list (``vehicleDetect/plates``)."""
+
+    pic_name: str  # up to 25 digits; larger is newer
+    read: PlateRead
+
+
+def _capture_time(text: str | None) -> str | None:
+    """``20340109T094130+0400`` or ``20200424T1616270000`` -> ISO 8601 (else as sent)."""
+    if not text:
+        return None
+    for fmt, size in (("%Y%m%dT%H%M%S%z", None), ("%Y%m%dT%H%M%S", 15)):
+        try:
+            return datetime.strptime(text if size is None else text[:size], fmt).isoformat()
+        except ValueError:
+            continue
+    return text
+
+
+def decode_plates(body: bytes) -> list[PolledPlate]:
+    """The entries of a ``Plates`` answer, newest last, each once."""
+    root, doc = parse_xml(body)
+    if root != "Plates":
+        raise DecodeError(f"XML root is {root!r}, not Plates")
+    entries = doc.get("Plate")
+    if isinstance(entries, dict):
+        entries = [entries]
+    out: dict[str, PolledPlate] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        pic_name = _text(entry, "picName")
+        if not isinstance(entry, dict) or not pic_name or not pic_name.isdigit():
+            continue
+        raw = _text(entry, "plateNumber")
+        read = PlateRead(
+            plate=None if (raw or "").lower() in NO_PLATE else raw,
+            raw_plate=raw,
+            time=_capture_time(_text(entry, "captureTime")),
+            confidence=None,
+            direction=_text(entry, "direction"),
+            country=_text(entry, "country"),
+            channel=None,
+            lane=_int(entry, "laneNo"),
+            event_id=pic_name,
+            vehicle=Vehicle(),
+            list_name=_text(entry, "matchingResult"),
+            retransmitted=False,
+            plate_color=None,
+            pictures=(PictureInfo(file_name=f"{pic_name}.jpg", type="picture"),),
+        )
+        out[pic_name] = PolledPlate(pic_name, read)
+    return sorted(out.values(), key=lambda p: int(p.pic_name))

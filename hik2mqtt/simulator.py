@@ -37,6 +37,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
+import requests
+
 log = logging.getLogger(__name__)
 
 # Two small real JPEGs (a yellow "plate" and a blue "vehicle"), made once with Pillow.
@@ -75,6 +77,8 @@ STREAM_PATH = "/ISAPI/Event/notification/alertStream"
 _MNPR_PATH = re.compile(r"^/ISAPI/Traffic/MNPR/channels/(\d+)$")
 _OUTPUT_PATH = re.compile(r"^/ISAPI/System/IO/outputs/(\d+)/(trigger|status)$")
 _BARRIER_PATH = re.compile(r"^/ISAPI/Parking/channels/(\d+)/barrierGate$")
+_PLATES_PATH = re.compile(r"^/ISAPI/Traffic/channels/(\d+)/vehicleDetect/plates$")
+_PLATE_PICTURE = re.compile(r"^/doc/ui/images/plate/(\d+)\.jpg$")
 _XML_VALUE = re.compile(rb"<(outputState|ctrlMode)>\s*(\w+)\s*</")
 _DIGEST_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
@@ -164,6 +168,17 @@ RESPONSE_STATUS_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 XML_TYPE = 'application/xml; charset="UTF-8"'
+
+OTHER_EVENT_XML = """<EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
+<ipAddress>127.0.0.1</ipAddress>
+<channelID>1</channelID>
+<dateTime>{time}</dateTime>
+<activePostCount>1</activePostCount>
+<eventType>{type}</eventType>
+<eventState>{state}</eventState>
+<eventDescription>{type} alarm</eventDescription>
+</EventNotificationAlert>
+"""
 
 IO_STATUS_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <IOPortStatus version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
@@ -355,6 +370,10 @@ class Simulator:
         self.io_supported = True  # False: answer notSupport on System/IO, like DS-TCG405-E
         self.outputs: dict[int, str] = {}  # output -> "high" | "low", as last set
         self.puts: list[tuple[str, bytes]] = []  # every PUT: path and body
+        # Poll mode: the camera's plate list, (picName, plate), and each entry's picture.
+        self.plates: list[tuple[str, str]] = []
+        self.plate_pictures: dict[str, bytes] = {}
+        self._pic_counter = 0
         self.last_mnpr: SimRead | None = None
         self.failed_logins = 0
         self.writes = 0  # stream writes so far, and when the last one was on the socket
@@ -435,6 +454,74 @@ class Simulator:
         read = make_read(plate, **options)  # type: ignore[arg-type]
         self.send_raw(encode_read(read, self.boundary, content_length=self.content_length))
         return read
+
+    def add_plate(self, plate: str) -> str:
+        """Poll mode: add a read to the plate list; returns its picName."""
+        self._pic_counter += 1
+        pic_name = datetime.now().strftime("%Y%m%d%H%M%S") + f"{self._pic_counter % 10000:04d}"
+        with self._lock:
+            self.plates.append((pic_name, plate))
+            self.plate_pictures[pic_name] = jpeg(VEHICLE_JPEG, marker=pic_name.encode())
+        return pic_name
+
+    def plates_xml(self) -> bytes:
+        """The plate list as a traffic camera answers it: unsorted, old entries repeated."""
+        with self._lock:
+            entries = list(self.plates)
+        entries += entries[: len(entries) // 2]  # repeats
+        random.shuffle(entries)
+        rows = "".join(
+            f"<Plate><captureTime>{pic[:8]}T{pic[8:14]}+0000</captureTime>"
+            f"<plateNumber>{escape(plate)}</plateNumber><picName>{pic}</picName>"
+            "<country>GBR</country><laneNo>1</laneNo><direction>forward</direction>"
+            "<matchingResult>otherlist</matchingResult></Plate>\n"
+            for pic, plate in entries
+        )
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<Plates version="2.0" xmlns="http://www.std-cgi.com/ver20/XMLSchema">\n'
+            f"{rows}</Plates>\n"
+        ).encode()
+
+    def push(
+        self, url: str, read: SimRead, *, boundary: str = "---------------------------7e13971310878"
+    ) -> int:
+        """Push mode: POST a read and its pictures to ``url``, as an ITS camera does
+        (``shared/samples/push-anpr-multipart-its-camera.txt``); returns the HTTP status."""
+        parts = [
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="anpr.xml";filename="anpr.xml"\r\n'
+            'Content-Type: application/xml; charset="UTF-8"\r\n'
+            f"Content-Length: {len(read.xml)}\r\n\r\n".encode()
+            + read.xml
+            + b"\r\n"
+        ]
+        for name, data in read.pictures.items():
+            parts.append(
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data;name="{name}";filename="{name}"\r\n'
+                f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                + data
+                + b"\r\n"
+            )
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        response = requests.post(
+            url,
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=10,
+        )
+        return response.status_code
+
+    def emit_event(self, event_type: str, state: str = "active") -> None:
+        """Send a non-ANPR event (motion, line crossing...) on every open stream."""
+        when = datetime.now().astimezone().isoformat(timespec="seconds")
+        body = OTHER_EVENT_XML.format(type=event_type, state=state, time=when).encode()
+        self.send_raw(
+            encode_part(
+                self.boundary, body, content_type=XML_TYPE, content_length=self.content_length
+            )
+        )
 
     def cut_streams(self) -> None:
         """Close every open stream (as a camera reboot would)."""
@@ -556,6 +643,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._send(
                     200, IO_STATUS_XML.format(port=out.group(1), state=state).encode(), XML_TYPE
                 )
+            elif (pic := _PLATE_PICTURE.match(path)) and pic.group(1) in sim.plate_pictures:
+                self._send(200, sim.plate_pictures[pic.group(1)], "image/jpeg")
             elif path == "/ISAPI/System/deviceInfo":
                 self._send(200, DEVICE_INFO_XML.encode(), 'application/xml; charset="UTF-8"')
             else:
@@ -573,6 +662,21 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 url=path, code=4, text="Invalid Operation", sub="notSupport"
             )
             self._send(403, body.encode(), XML_TYPE)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(min(length, 65536))
+            authorized = sim._authorized("POST", self.headers.get("Authorization"))
+            path = self.path.split("?", 1)[0]
+            with sim._lock:
+                sim.requests.append(RequestRecord("POST", path, authorized, time.perf_counter()))
+            if not authorized:
+                self._challenge()
+                return
+            if _PLATES_PATH.match(path) is None:
+                self._not_supported(path)
+                return
+            self._send(200, sim.plates_xml(), XML_TYPE)
 
         def do_PUT(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

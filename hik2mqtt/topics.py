@@ -51,6 +51,9 @@ class Topics:
     def trigger_result(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/trigger/result"
 
+    def event(self, camera: str, event_type: str) -> str:
+        return f"{self.prefix}/{camera}/event/{event_type}"
+
     def state(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/state"
 

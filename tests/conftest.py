@@ -62,6 +62,8 @@ class Broker:
         self._conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{keep}"
             f"log_dest none\nset_tcp_nodelay true\n"
+            # A test's subscriber may fall behind a burst: keep every QoS 1 message for it.
+            "max_queued_messages 0\n"
             # Started as root (CI), mosquitto would switch to its own user, which can't
             # read our temporary folders (certificates, persistence); started as anyone
             # else, this line does nothing.

@@ -249,6 +249,7 @@ def test_refused_login_goes_offline_and_waits_a_minute(
         sub.wait_for(f"{prefix}/cam/status")
         assert changes(sub, f"{prefix}/cam/status") == [b"offline"]
         worker = bridge.cameras["cam"].worker
+        assert worker is not None
         wait_until(lambda: worker.last_delay > 0)
         assert worker.last_delay >= 211  # the simulator's account lock of 210 s
         assert sim.failed_logins == 1

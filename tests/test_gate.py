@@ -198,9 +198,11 @@ def test_barrier_and_notsupport(
     """barrier/set open sends BarrierGate ctrlMode open; a camera that answers notSupport on
     System/IO says so on the result."""
     simulator.io_supported = False
-    sub = subscribe(f"{prefix}/+/+/set/result", f"{prefix}/+/+/+/set/result")
+    sub = subscribe(
+        f"{prefix}/+/+/set/result", f"{prefix}/+/+/+/set/result", f"{prefix}/bridge/status"
+    )
     run_bridge(bridge_settings(broker, prefix, {"cam": camera_config(simulator)}))
-    simulator.wait_for_streams(1)
+    sub.wait_for(f"{prefix}/bridge/status")  # so the bridge has subscribed to commands
     sub.publish(f"{prefix}/cam/barrier/set", "open")
     (result,) = sub.wait_for(f"{prefix}/cam/barrier/set/result")
     assert json.loads(result.payload)["ok"] is True

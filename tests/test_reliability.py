@@ -282,10 +282,10 @@ def test_trigger_flood_is_rate_limited_and_bad_payloads_refused(
 ) -> None:
     """Triggers faster than the camera's interval are refused with a result, and so is a
     non-UTF-8 payload; neither reaches the camera."""
-    sub = subscribe(f"{prefix}/+/trigger/result")
+    sub = subscribe(f"{prefix}/+/trigger/result", f"{prefix}/bridge/status")
     cameras = {"cam": camera_config(simulator, trigger_interval=30)}
     run_bridge(bridge_settings(broker, prefix, cameras))
-    simulator.wait_for_streams(1)
+    sub.wait_for(f"{prefix}/bridge/status")  # so the bridge has subscribed to commands
     for _ in range(5):
         sub.publish(f"{prefix}/cam/trigger", "go")
     sub.publish(f"{prefix}/cam/trigger", b"\xff\xfe\xfd")
@@ -305,7 +305,7 @@ def test_refused_login_blocks_triggers_too(
     with Simulator(heartbeat=None) as sim:
         cameras = {"cam": {**camera_config(sim), "password": "wrong"}}
         run_bridge(bridge_settings(broker, prefix, cameras))
-        wait_until(lambda: sub.payloads(f"{prefix}/cam/status") == [b"offline"])
+        wait_until(lambda: sub.payloads(f"{prefix}/cam/status")[-1:] == [b"offline"])
         sub.publish(f"{prefix}/cam/trigger", "")
         (result,) = sub.wait_for(f"{prefix}/cam/trigger/result")
         assert "refused our login" in json.loads(result.payload)["message"]
