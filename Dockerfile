@@ -17,6 +17,7 @@ USER hik2mqtt
 WORKDIR /data
 VOLUME ["/data/pictures", "/data/spool"]
 # Reads waiting for the broker survive a restart of the container.
-ENV PYTHONUNBUFFERED=1 HIK2MQTT_SPOOL_DIR=/data/spool
+# MALLOC_ARENA_MAX: one malloc arena per thread is memory a bridge doesn't need.
+ENV PYTHONUNBUFFERED=1 HIK2MQTT_SPOOL_DIR=/data/spool MALLOC_ARENA_MAX=2
 ENTRYPOINT ["hik2mqtt"]
 CMD ["run"]

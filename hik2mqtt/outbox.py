@@ -24,7 +24,10 @@ from hik2mqtt.spool import Spool
 
 log = logging.getLogger(__name__)
 
-DRAIN_BATCH = 100
+# Messages published and not yet acknowledged, at most. Past it, reads wait in the spool
+# and pictures keep only the newest per topic: memory stays bounded however fast cameras
+# send, instead of piling up in paho's queue.
+MAX_OUTSTANDING = 200
 
 
 class Outbox:
@@ -37,9 +40,11 @@ class Outbox:
         self._unacked: dict[int, tuple[str, bytes]] = {}  # mid -> read published directly
         self._rows_in_flight: dict[int, int] = {}  # mid -> spool row id
         self._pictures: dict[str, bytes] = {}  # topic -> newest picture held back
+        self._mids: set[int] = set()  # everything this outbox published, not yet acknowledged
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
+        self._backlog = False  # something waits for room: wake the outbox thread on acks
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
 
     def start(self) -> None:
@@ -50,7 +55,7 @@ class Outbox:
     def on_published(self, mid: int) -> None:
         """paho's network thread: a QoS 1 message was acknowledged."""
         self._acks.append(mid)
-        if self._rows_in_flight:
+        if self._backlog:
             self._ack_event.set()
 
     def wake(self) -> None:
@@ -67,7 +72,19 @@ class Outbox:
     # -- producers (camera threads) -------------------------------------------------------
 
     def _direct(self) -> bool:
-        return self._link.connected.is_set() and not len(self._spool) and not self._rows_in_flight
+        return (
+            self._link.connected.is_set()
+            and not self._backlog
+            and len(self._mids) < MAX_OUTSTANDING
+        )
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
+        """Under the lock: publish and remember the message id (None: paho refused it)."""
+        info = self._link.publish(topic, payload, retain=retain)
+        if info is None:
+            return None
+        self._mids.add(info.mid)
+        return int(info.mid)
 
     def read(self, topic: str, payload: bytes) -> None:
         with self._lock:
@@ -76,19 +93,21 @@ class Outbox:
                 return
             self._take_acks()
             if self._direct():
-                info = self._link.publish(topic, payload)
-                if info is not None:
-                    self._unacked[info.mid] = (topic, payload)
+                mid = self._publish(topic, payload)
+                if mid is not None:
+                    self._unacked[mid] = (topic, payload)
                     return
             self._spool.append(topic, payload)
+            self._backlog = True
         self._wake.set()
 
     def picture(self, topic: str, data: bytes) -> None:
         with self._lock:
-            if self._direct() and not self._pictures:
-                self._link.publish(topic, data, retain=True)
+            if self._direct():
+                self._publish(topic, data, retain=True)
                 return
             self._pictures[topic] = data  # the newest picture wins
+            self._backlog = True
         self._wake.set()
 
     # -- the outbox thread ----------------------------------------------------------------
@@ -97,6 +116,7 @@ class Outbox:
         """Under the lock: forget what the broker has acknowledged."""
         while self._acks:
             mid = self._acks.popleft()
+            self._mids.discard(mid)
             if self._unacked.pop(mid, None) is None:
                 row = self._rows_in_flight.pop(mid, None)
                 if row is not None:
@@ -116,18 +136,26 @@ class Outbox:
         while self._link.connected.is_set() and not self._stop.is_set():
             with self._lock:
                 self._take_acks()
-                rows = self._spool.peek(DRAIN_BATCH, exclude=set(self._rows_in_flight.values()))
-                if not rows and not self._rows_in_flight:
-                    pictures, self._pictures = self._pictures, {}
-                    for topic, data in pictures.items():
-                        self._link.publish(topic, data, retain=True)
-                    break
+                room = MAX_OUTSTANDING - len(self._mids)
+                rows = (
+                    self._spool.peek(room, exclude=set(self._rows_in_flight.values()))
+                    if room > 0
+                    else []
+                )
                 for row_id, topic, payload in rows:
-                    info = self._link.publish(topic, payload)
-                    if info is None:
+                    mid = self._publish(topic, payload)
+                    if mid is None:
                         break
-                    self._rows_in_flight[info.mid] = row_id
+                    self._rows_in_flight[mid] = row_id
                     delivered += 1
+                if room > 0 and not rows and not self._rows_in_flight:
+                    # Reads are all out: then the newest pictures, and back to direct.
+                    while self._pictures and len(self._mids) < MAX_OUTSTANDING:
+                        topic = next(iter(self._pictures))
+                        self._publish(topic, self._pictures.pop(topic), retain=True)
+                    if not self._pictures:
+                        self._backlog = False
+                        break
             self._ack_event.wait(0.5)
             self._ack_event.clear()
         if delivered:

@@ -232,14 +232,16 @@ class Duplicates:
     window: float
     clock: Any = time.monotonic
     _seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    _next_prune: float = 0.0
 
     def check(self, camera: str, plate: str | None) -> bool:
         """Record a read; True when it repeats one within the window."""
         if plate is None or self.window <= 0:
             return False
         now = self.clock()
-        if len(self._seen) > 10_000:  # forget old ones now and then: bounded memory
+        if now >= self._next_prune:  # forget old ones once a window: bounded memory
             self._seen = {k: t for k, t in self._seen.items() if now - t <= self.window}
+            self._next_prune = now + self.window
         key = (camera, plate)
         last = self._seen.get(key)
         if last is not None and now - last <= self.window:

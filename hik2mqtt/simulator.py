@@ -622,17 +622,24 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     return  # a client that doesn't trust us, or isn't speaking TLS
             super().handle()
 
-        def do_GET(self) -> None:
-            authorized = sim._authorized("GET", self.headers.get("Authorization"))
+        def _admit(self, method: str) -> str | None:
+            """Record the request; its path when authorised, else None (401 sent)."""
+            authorized = sim._authorized(method, self.headers.get("Authorization"))
             path = self.path.split("?", 1)[0]
             with sim._lock:
-                sim.requests.append(RequestRecord("GET", path, authorized, time.perf_counter()))
+                sim.requests.append(RequestRecord(method, path, authorized, time.perf_counter()))
             if not authorized:
                 self._challenge()
+                return None
+            return path
+
+        def do_GET(self) -> None:
+            path = self._admit("GET")
+            if path is None:
                 return
             if path == STREAM_PATH:
                 self._stream()
-            elif (match := _MNPR_PATH.match(path)) is not None:
+            elif _MNPR_PATH.match(path) is not None:
                 status, ctype, body = sim.mnpr_body()
                 self._send(status, body, ctype)
             elif (out := _OUTPUT_PATH.match(path)) is not None and out.group(2) == "status":
@@ -646,32 +653,21 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             elif (pic := _PLATE_PICTURE.match(path)) and pic.group(1) in sim.plate_pictures:
                 self._send(200, sim.plate_pictures[pic.group(1)], "image/jpeg")
             elif path == "/ISAPI/System/deviceInfo":
-                self._send(200, DEVICE_INFO_XML.encode(), 'application/xml; charset="UTF-8"')
+                self._send(200, DEVICE_INFO_XML.encode(), XML_TYPE)
             else:
-                status_xml = RESPONSE_STATUS_XML.format(
-                    url=path, code=4, text="Invalid Operation", sub="notSupport"
-                )
-                self._send(
-                    404 if match is None else 403,
-                    status_xml.encode(),
-                    'application/xml; charset="UTF-8"',
-                )
+                self._not_supported(path, status=404)
 
-        def _not_supported(self, path: str) -> None:
+        def _not_supported(self, path: str, *, status: int = 403) -> None:
             body = RESPONSE_STATUS_XML.format(
                 url=path, code=4, text="Invalid Operation", sub="notSupport"
             )
-            self._send(403, body.encode(), XML_TYPE)
+            self._send(status, body.encode(), XML_TYPE)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(min(length, 65536))
-            authorized = sim._authorized("POST", self.headers.get("Authorization"))
-            path = self.path.split("?", 1)[0]
-            with sim._lock:
-                sim.requests.append(RequestRecord("POST", path, authorized, time.perf_counter()))
-            if not authorized:
-                self._challenge()
+            path = self._admit("POST")
+            if path is None:
                 return
             if _PLATES_PATH.match(path) is None:
                 self._not_supported(path)
@@ -681,12 +677,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(min(length, 65536))
-            authorized = sim._authorized("PUT", self.headers.get("Authorization"))
-            path = self.path.split("?", 1)[0]
-            with sim._lock:
-                sim.requests.append(RequestRecord("PUT", path, authorized, time.perf_counter()))
-            if not authorized:
-                self._challenge()
+            path = self._admit("PUT")
+            if path is None:
                 return
             value = _XML_VALUE.search(body)
             out = _OUTPUT_PATH.match(path)
