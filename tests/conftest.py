@@ -253,6 +253,11 @@ def bridge_settings(
     )
 
 
+AnyBroker = Broker | ExternalBroker
+RunBridge = Callable[[Settings], Bridge]
+Subscribe = Callable[..., Subscriber]
+
+
 @pytest.fixture
 def run_bridge() -> Iterator[Callable[[Settings], Bridge]]:
     started: list[Bridge] = []

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hik2mqtt.bridge import Bridge
-from hik2mqtt.config import Settings
 from hik2mqtt.simulator import Simulator, encode_part, heartbeat_part, make_read
 from tests.conftest import (
+    AnyBroker,
     Broker,
-    ExternalBroker,
+    RunBridge,
+    Subscribe,
     Subscriber,
     bridge_settings,
     camera_config,
     wait_until,
 )
-
-AnyBroker = Broker | ExternalBroker
-RunBridge = Callable[[Settings], Bridge]
-Subscribe = Callable[..., Subscriber]
 
 
 def plates(sub: Subscriber, topic: str) -> list[dict[str, Any]]:

@@ -8,13 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from hik2mqtt.simulator import Simulator
-from tests.conftest import Broker, ExternalBroker, Subscriber, wait_until
-
-Subscribe = Callable[..., Subscriber]
+from tests.conftest import Broker, ExternalBroker, Subscribe, wait_until
 
 
 def clean_env(**settings: str) -> dict[str, str]:

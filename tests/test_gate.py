@@ -6,31 +6,25 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hik2mqtt.bridge import Bridge
-from hik2mqtt.config import GateSettings, Settings
+from hik2mqtt.config import GateSettings
 from hik2mqtt.gate import decide
 from hik2mqtt.plates import Duplicates, Entry, ListsFile, Match, normalize, parse_lists
 from hik2mqtt.simulator import Simulator
 from tests.conftest import (
-    Broker,
-    ExternalBroker,
+    AnyBroker,
+    RunBridge,
+    Subscribe,
     Subscriber,
     bridge_settings,
     camera_config,
     wait_until,
 )
-
-RunBridge = Callable[[Settings], Bridge]
-Subscribe = Callable[..., Subscriber]
-AnyBroker = Broker | ExternalBroker
-
 
 # -- normalisation and matching (tables) ----------------------------------------------------
 

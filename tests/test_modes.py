@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
-from hik2mqtt.bridge import Bridge
-from hik2mqtt.config import Settings
 from hik2mqtt.events import decode_plates
 from hik2mqtt.simulator import Simulator, make_read
 from tests.conftest import (
     SAMPLES,
-    Broker,
-    ExternalBroker,
+    AnyBroker,
+    RunBridge,
+    Subscribe,
     Subscriber,
     bridge_settings,
     camera_config,
     free_port,
     wait_until,
 )
-
-RunBridge = Callable[[Settings], Bridge]
-Subscribe = Callable[..., Subscriber]
-AnyBroker = Broker | ExternalBroker
 
 
 def plates(sub: Subscriber, topic: str) -> list[dict[str, object]]:

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hik2mqtt.bridge import Bridge
-from hik2mqtt.config import Settings
 from hik2mqtt.multipart import MultipartParser
 from hik2mqtt.reads import ReadArrived, ReadAssembler
 from hik2mqtt.simulator import Simulator, encode_part, encode_read, make_read
 from hik2mqtt.spool import MemorySpool, SqliteSpool
 from tests.conftest import (
+    AnyBroker,
     Broker,
-    ExternalBroker,
+    RunBridge,
+    Subscribe,
     Subscriber,
     bridge_settings,
     camera_config,
     wait_until,
 )
-
-AnyBroker = Broker | ExternalBroker
-RunBridge = Callable[[Settings], Bridge]
-Subscribe = Callable[..., Subscriber]
 
 
 def plates(sub: Subscriber, topic: str) -> list[str | None]:

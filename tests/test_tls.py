@@ -5,26 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
-from hik2mqtt.bridge import Bridge
 from hik2mqtt.config import Settings
 from hik2mqtt.simulator import Simulator
 from tests.conftest import (
     Broker,
     ExternalBroker,
+    RunBridge,
+    Subscribe,
     Subscriber,
     bridge_settings,
     camera_config,
     wait_until,
 )
-
-RunBridge = Callable[[Settings], Bridge]
-Subscribe = Callable[..., Subscriber]
 
 
 @pytest.fixture(scope="module")
