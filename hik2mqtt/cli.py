@@ -27,14 +27,30 @@ EXIT_CONFIG = 2
 
 
 class RedactingFormatter(logging.Formatter):
-    """Replaces every configured secret in a formatted log line: a last line of defence."""
+    """Replaces every configured secret in a formatted log line: a last line of defence.
 
-    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+    With ``json=True`` each line is one JSON object (time, level, logger, message, and the
+    traceback if any) for log shippers.
+    """
+
+    def __init__(self, fmt: str, secrets: Sequence[str], *, json: bool = False) -> None:
         super().__init__(fmt)
         self._secrets = [s for s in secrets if s]
+        self._json = json
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        if self._json:
+            doc = {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            if record.exc_info:
+                doc["traceback"] = self.formatException(record.exc_info)
+            text = json.dumps(doc, ensure_ascii=False)
+        else:
+            text = super().format(record)
         for secret in self._secrets:
             text = text.replace(secret, "**********")
         return text
@@ -47,10 +63,10 @@ def secrets_of(settings: Settings) -> list[str]:
     return found
 
 
-def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
+def setup_logging(level: str, secrets: Sequence[str] = (), *, json: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets)
+        RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets, json=json)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -90,7 +106,7 @@ def _run_bridge(settings: Settings, stop: threading.Event) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args.env_file)
-    setup_logging(settings.log_level, secrets_of(settings))
+    setup_logging(settings.log_level, secrets_of(settings), json=settings.log_format == "json")
     stop = threading.Event()
     _stop_on_signals(stop)
     return _run_bridge(settings, stop)

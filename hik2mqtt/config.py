@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or one JSON object per line."
+    )
     cameras: dict[str, CameraSettings] = Field(
         default_factory=dict, description="Cameras, keyed by name (the topic level)."
     )

@@ -15,7 +15,9 @@ from tests.conftest import Broker, ExternalBroker, Subscribe, wait_until
 
 
 def clean_env(**settings: str) -> dict[str, str]:
+    """The environment without HIK2MQTT_ settings; the child runs this checkout's code."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HIK2MQTT_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     env.update(settings)
     return env
 
@@ -139,3 +141,26 @@ def test_redacting_formatter_hides_secrets() -> None:
         "x", logging.INFO, __file__, 1, "url http://u:%s@h/", ("s3cr3t",), None
     )
     assert formatter.format(record) == "url http://u:**********@h/"
+
+
+def test_json_log_lines_for_log_shippers(tmp_path: Path) -> None:
+    """HIK2MQTT_LOG_FORMAT=json makes each log line one JSON object, secrets redacted."""
+    with Simulator(heartbeat=None, password="json-secret-9") as sim:
+        env = clean_env(
+            HIK2MQTT_MQTT__PORT="1",  # no broker there: the bridge logs and keeps trying
+            HIK2MQTT_LOG_FORMAT="json",
+            HIK2MQTT_LOG_LEVEL="DEBUG",
+            HIK2MQTT_CAMERAS__CAM__HOST=sim.host,
+            HIK2MQTT_CAMERAS__CAM__PORT=str(sim.port),
+            HIK2MQTT_CAMERAS__CAM__PASSWORD="json-secret-9",
+        )
+        proc = hik2mqtt("run", env=env, cwd=tmp_path)
+        try:
+            assert sim.wait_for_streams(1, timeout=20)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in err.strip().splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    assert any("event stream open" in line["message"] for line in lines)
+    assert "json-secret-9" not in err

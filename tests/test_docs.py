@@ -78,3 +78,18 @@ def test_readme_quick_start_and_test_command_match_ci() -> None:
     assert "python -m pytest" in README
     assert "python -m pytest" in ci
     assert "hik2mqtt demo" in README
+
+
+def test_node_red_flow_uses_only_documented_topics() -> None:
+    """The example Node-RED flow subscribes only to topics the bridge publishes and
+    publishes only to topics it subscribes to, as the README's topic table says."""
+    rows = re.findall(r"^\| `(anpr/[^`]+)` \| (published|subscribed) \|", README, re.M)
+    table = [(re.compile(re.sub(r"<[^>]+>", "[^/]+", topic) + "$"), way) for topic, way in rows]
+    flow = json.loads((ROOT / "examples" / "node-red" / "gate-flow.json").read_text())
+    used = [(n["topic"], n["type"]) for n in flow if n["type"] in ("mqtt in", "mqtt out")]
+    assert {kind for _, kind in used} == {"mqtt in", "mqtt out"}
+    for topic, kind in used:
+        wanted = "published" if kind == "mqtt in" else "subscribed"
+        assert any(rx.match(topic) and way == wanted for rx, way in table), (topic, kind)
+    broker_ids = {n["id"] for n in flow if n["type"] == "mqtt-broker"}
+    assert all(n["broker"] in broker_ids for n in flow if n["type"] in ("mqtt in", "mqtt out"))

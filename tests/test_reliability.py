@@ -129,6 +129,7 @@ def test_sigterm_with_reads_in_flight_loses_none(
     try:
         sub = subscribe(f"{prefix}/+/plate", target=broker, persistent=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HIK2MQTT_")}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # this checkout's code
         env.update(
             HIK2MQTT_MQTT__HOST=broker.host,
             HIK2MQTT_MQTT__PORT=str(broker.port),
