@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,9 @@ from pathlib import Path
 from hik2mqtt.camera import DRAIN_ON_STOP, AuthGate, CameraClient, StreamWorker
 from hik2mqtt.commands import Command, CommandRunner, check_value
 from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs, removal_topics
+from hik2mqtt.errors import AuthError, CameraError, DecodeError
+from hik2mqtt.events import parse_xml
 from hik2mqtt.gate import decide
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.mqtt import MqttLink
@@ -53,6 +57,11 @@ class _Connected:
 
 
 @dataclass(frozen=True, slots=True)
+class _Discover:
+    """Publish Home Assistant discovery again (HA restarted, or device info arrived)."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Message:
     topic: str
     payload: bytes
@@ -76,6 +85,7 @@ class _Camera:
             max_part_size=bridge.settings.max_part_size,
         )
         self.last_trigger = float("-inf")
+        self.info_asked = False
         self.clock_warned = False
         self.worker: StreamWorker | PollWorker | None = None
         if settings.mode == "stream":
@@ -111,7 +121,9 @@ class Bridge:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._stop = threading.Event()
-        self._control: queue.Queue[_Connected | _Message | None] = queue.Queue()
+        self._control: queue.Queue[_Connected | _Discover | _Message | None] = queue.Queue()
+        self._device_info: dict[str, DeviceInfo] = {}
+        self._registry_seen = False
         self._status: dict[str, str] = {}
         self._status_lock = threading.Lock()
         images = settings.images
@@ -121,7 +133,14 @@ class Bridge:
         self.link = MqttLink(
             settings=settings.mqtt,
             will_topic=self.topics.bridge_status,
-            subscriptions=self.topics.command_subscriptions,
+            subscriptions=[
+                *self.topics.command_subscriptions,
+                *(
+                    [f"{settings.homeassistant.prefix}/status", self.topics.camera_registry]
+                    if settings.homeassistant.enabled
+                    else []
+                ),
+            ],
             on_connect=lambda: self._control.put(_Connected()),
             on_message=lambda t, p, r: self._control.put(_Message(t, p, r)),
             on_published=self._on_published,
@@ -229,16 +248,38 @@ class Bridge:
             self._status[camera] = value
             # Published under the lock so two threads can't reorder a camera's statuses.
             self.link.publish(self.topics.camera_status(camera), value, retain=True)
+            entry = self.cameras.get(camera)
+            if online and entry is not None and not entry.info_asked:
+                # Its login works now: ask for the device info for Home Assistant (once;
+                # never while logins are refused, which would help lock the account).
+                entry.info_asked = True
+                if self.settings.homeassistant.enabled:
+                    threading.Thread(
+                        target=self._fetch_device_info, args=(entry,), name="info", daemon=True
+                    ).start()
         log.info("camera %s: %s", camera, value)
+
+    def _publish_registry(self) -> None:
+        self._registry_seen = True
+        registry = json.dumps(sorted(self.cameras)).encode()
+        self.link.publish(self.topics.camera_registry, registry, retain=True)
 
     def status(self, camera: str) -> str | None:
         with self._status_lock:
             return self._status.get(camera)
 
     def _announce(self) -> None:
-        """After every (re)connect: bridge online, each camera's status, waiting reads."""
+        """After every (re)connect: bridge online, each camera's status, waiting reads,
+        Home Assistant discovery and the camera registry."""
         self.link.publish(self.topics.bridge_status, ONLINE, retain=True)
         self.outbox.wake()
+        if self.settings.homeassistant.enabled:
+            self._discover()
+            # After the retained registry has been read (it arrives on subscribe, before
+            # this), say which cameras are announced now.
+            timer = threading.Timer(2.0, self._publish_registry)
+            timer.daemon = True
+            timer.start()
         with self._status_lock:
             for camera, value in self._status.items():
                 self.link.publish(self.topics.camera_status(camera), value, retain=True)
@@ -428,10 +469,87 @@ class Bridge:
             try:
                 if isinstance(item, _Connected):
                     self._announce()
-                else:
+                elif isinstance(item, _Discover):
+                    self._discover()
+                elif not self._discovery_message(item):
                     self._command(item)
             except Exception:  # keep the control thread alive whatever a command does
                 log.exception("error handling %s", item)
+
+    # -- Home Assistant discovery -------------------------------------------------------
+
+    def _fetch_device_info(self, camera: _Camera) -> None:
+        """Once, at start: the camera's model, serial and firmware for its HA device."""
+        client = CameraClient(name=camera.name, settings=camera.settings)
+        try:
+            reply = client.request("/ISAPI/System/deviceInfo", limit=65536)
+            root, node = parse_xml(reply.body)
+        except AuthError as exc:
+            camera.auth.refused(exc)
+            return
+        except (CameraError, DecodeError) as exc:
+            log.debug("camera %s: no device info (%s)", camera.name, exc)
+            return
+        finally:
+            client.close()
+        if root != "DeviceInfo":
+            return
+
+        def text(key: str) -> str | None:
+            value = node.get(key)
+            return str(value).strip() if isinstance(value, str) and value.strip() else None
+
+        firmware = " ".join(p for p in (text("firmwareVersion"), text("firmwareReleasedDate")) if p)
+        self._device_info[camera.name] = DeviceInfo(
+            model=text("model"), serial=text("serialNumber"), firmware=firmware or None
+        )
+        self._control.put(_Discover())
+
+    def _discover(self) -> None:
+        """Publish (retained) every camera's and the bridge's discovery configs."""
+        ha = self.settings.homeassistant
+        if not ha.enabled:
+            return
+        configs = bridge_configs(self.topics, discovery_prefix=ha.prefix)
+        for name, camera in self.cameras.items():
+            configs.update(
+                camera_configs(
+                    self.topics,
+                    discovery_prefix=ha.prefix,
+                    camera=name,
+                    display_name=camera.settings.name or name,
+                    configuration_url=camera.settings.base_url,
+                    info=self._device_info.get(name, DeviceInfo()),
+                )
+            )
+        for topic, payload in configs.items():
+            self.link.publish(topic, payload, retain=True)
+
+    def _discovery_message(self, message: _Message) -> bool:
+        """Handle Home Assistant's status and our camera registry; False for anything else."""
+        ha = self.settings.homeassistant
+        if message.topic == f"{ha.prefix}/status":
+            if message.payload.strip() == b"online":
+                # HA (re)started: announce again after a short random delay, so that many
+                # bridges and devices don't all answer in the same instant.
+                delay = random.uniform(0.5, 3.0)  # noqa: S311 - not for security
+                timer = threading.Timer(delay, self._control.put, args=(_Discover(),))
+                timer.daemon = True
+                timer.start()
+            return True
+        if message.topic != self.topics.camera_registry:
+            return False
+        if not self._registry_seen:
+            self._registry_seen = True
+            try:
+                before = set(json.loads(message.payload or b"[]"))
+            except (ValueError, TypeError):
+                before = set()
+            for gone in sorted(str(c) for c in before - set(self.cameras)):
+                log.info("camera %s is no longer configured: removing it from Home Assistant", gone)
+                for topic in removal_topics(ha.prefix, gone):
+                    self.link.publish(topic, b"", retain=True)
+        return True
 
     def _refuse(self, topic: str, message: str) -> None:
         log.warning("refused a command on %s: %s", topic, message)

@@ -72,6 +72,9 @@ class CameraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(description="Camera host name or address (required).")
+    name: str | None = Field(
+        None, description="Display name in Home Assistant (default: the camera's key)."
+    )
     mode: Literal["stream", "push", "poll"] = Field(
         "stream",
         description="How reads arrive: stream (alertStream), push (the camera POSTs to the "
@@ -128,6 +131,13 @@ class CameraSettings(BaseModel):
         return f"{scheme}://{host}:{self.port}"
 
 
+class HomeAssistantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery.")
+    prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+
+
 class ListenSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -167,6 +177,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Cameras, keyed by name (the topic level)."
     )
     images: ImageSettings = Field(default_factory=ImageSettings, description="Pictures.")
+    homeassistant: HomeAssistantSettings = Field(
+        default_factory=HomeAssistantSettings, description="Home Assistant discovery."
+    )
     listen: ListenSettings = Field(
         default_factory=ListenSettings,
         description="The HTTP listener for push cameras (on only when a camera uses push).",
@@ -333,6 +346,7 @@ def setting_rows() -> list[tuple[str, str, str]]:
         "images": ImageSettings,
         "cameras": CameraSettings,
         "listen": ListenSettings,
+        "homeassistant": HomeAssistantSettings,
     }
 
     def walk(prefix: str, model: type[BaseModel]) -> None:

@@ -29,6 +29,11 @@ class Topics:
         return f"{self.prefix}/bridge/status"
 
     @property
+    def camera_registry(self) -> str:
+        """Retained list of the cameras the bridge announced (to remove dropped ones)."""
+        return f"{self.prefix}/bridge/cameras"
+
+    @property
     def command_subscriptions(self) -> list[str]:
         return [
             f"{self.prefix}/+/trigger",
