@@ -19,5 +19,10 @@ VOLUME ["/data/pictures", "/data/spool"]
 # Reads waiting for the broker survive a restart of the container.
 # MALLOC_ARENA_MAX: one malloc arena per thread is memory a bridge doesn't need.
 ENV PYTHONUNBUFFERED=1 HIK2MQTT_SPOOL_DIR=/data/spool MALLOC_ARENA_MAX=2
+ENV HIK2MQTT_HEALTH_FILE=/tmp/hik2mqtt-health.json
+# Healthy while the bridge is connected to the broker and to every camera (its real state,
+# written every 5 s), not merely while the process exists.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["hik2mqtt", "health"]
 ENTRYPOINT ["hik2mqtt"]
 CMD ["run"]

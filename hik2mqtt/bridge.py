@@ -49,6 +49,7 @@ MAX_COMMAND_PAYLOAD = 1024
 COMMAND_QUEUE = 4
 PRUNE_EVERY = 3600.0
 LISTS_CHECK_EVERY = 2.0
+HEALTH_EVERY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,15 +449,37 @@ class Bridge:
 
     # -- commands -------------------------------------------------------------------------
 
+    def _write_health(self) -> None:
+        """The bridge's real state, for ``hik2mqtt health`` (written atomically)."""
+        path = self.settings.health_file
+        if path is None:
+            return
+        with self._status_lock:
+            cameras = {name: self._status.get(name, "starting") for name in self.cameras}
+        doc = {"time": time.time(), "broker": self.link.connected.is_set(), "cameras": cameras}
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("cannot write the health file %s: %s", path, exc)
+
     def _run_control(self) -> None:
         next_prune = time.monotonic()
+        next_health = time.monotonic()
         while not self._stop.is_set():
             timeout = None
+            if self.settings.health_file is not None:
+                if time.monotonic() >= next_health:
+                    self._write_health()
+                    next_health = time.monotonic() + HEALTH_EVERY
+                timeout = max(0.0, next_health - time.monotonic())
             if self._folder is not None:
                 if time.monotonic() >= next_prune:
                     self._folder.prune()
                     next_prune = time.monotonic() + PRUNE_EVERY
-                timeout = max(0.0, next_prune - time.monotonic())
+                until_prune = max(0.0, next_prune - time.monotonic())
+                timeout = until_prune if timeout is None else min(timeout, until_prune)
             if self.lists.path is not None:
                 self.lists.reload()
                 timeout = min(timeout or LISTS_CHECK_EVERY, LISTS_CHECK_EVERY)

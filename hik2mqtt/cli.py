@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -198,6 +199,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sim.stop()
 
 
+def health_problems(path: Path, *, max_age: float, now: float | None = None) -> list[str]:
+    """What is wrong according to the bridge's health file (empty: healthy)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return [f"no readable health file {path}: {exc}"]
+    age = (now if now is not None else time.time()) - float(doc.get("time", 0))
+    problems = []
+    if age > max_age:
+        problems.append(f"the bridge last wrote its state {age:.0f} s ago")
+    if not doc.get("broker"):
+        problems.append("not connected to the MQTT broker")
+    for camera, status in sorted(dict(doc.get("cameras", {})).items()):
+        if status != "online":
+            problems.append(f"camera {camera} is {status}")
+    return problems
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the running bridge is connected to the broker and every camera."""
+    path = args.file
+    if path is None:
+        settings = _load(args.env_file, require_cameras=False)
+        path = settings.health_file
+    if path is None:
+        print("hik2mqtt health: set HIK2MQTT_HEALTH_FILE (or --file)", file=sys.stderr)
+        return EXIT_CONFIG
+    problems = health_problems(path, max_age=args.max_age)
+    print("; ".join(problems) if problems else "healthy")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hik2mqtt", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hik2mqtt {__version__}")
@@ -217,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--picture-size", type=int, default=0, help="pad pictures to this many bytes")
     sim.add_argument("-v", "--verbose", action="store_true", help="log every request")
     sim.set_defaults(func=cmd_simulate)
+
+    health = sub.add_parser("health", help="exit 0 if the running bridge is healthy (HEALTHCHECK)")
+    health.add_argument("--file", type=Path, help="health file (default: HIK2MQTT_HEALTH_FILE)")
+    health.add_argument("--env-file", type=Path, help="settings file (default: ./.env)")
+    health.add_argument("--max-age", type=float, default=30.0, help="stale after seconds (30)")
+    health.set_defaults(func=cmd_health)
 
     demo = sub.add_parser("demo", help="simulator + bridge + print what reaches the broker")
     demo.add_argument("--env-file", type=Path, help="broker settings file (default: ./.env)")

@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     duplicates: Literal["flag", "drop"] = Field(
         "flag", description="flag: publish duplicates with duplicate true; drop: don't publish."
     )
+    health_file: Path | None = Field(
+        None,
+        description="File the bridge rewrites every 5 s with its state, for "
+        "`hik2mqtt health` (a container HEALTHCHECK); unset: none.",
+    )
     spool_dir: Path | None = Field(
         None,
         description="Folder for the spool of reads waiting for the broker (unset: in memory).",

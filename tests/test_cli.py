@@ -164,3 +164,36 @@ def test_json_log_lines_for_log_shippers(tmp_path: Path) -> None:
     assert {"time", "level", "logger", "message"} <= set(lines[0])
     assert any("event stream open" in line["message"] for line in lines)
     assert "json-secret-9" not in err
+
+
+def test_health_follows_the_bridges_real_state(
+    broker: Broker | ExternalBroker, prefix: str, tmp_path: Path
+) -> None:
+    """`hik2mqtt health` exits 0 while the bridge has the broker and every camera, and 1
+    with the reason when a camera is gone or the bridge stopped writing its state."""
+    from hik2mqtt.bridge import Bridge
+    from tests.conftest import bridge_settings, camera_config
+
+    health = tmp_path / "health.json"
+    sim = Simulator(heartbeat=None).start()
+    bridge = Bridge(
+        settings=bridge_settings(
+            broker, prefix, {"cam": camera_config(sim)}, health_file=str(health)
+        )
+    )
+    bridge.start()
+
+    def check(*extra: str) -> tuple[int, str]:
+        proc = hik2mqtt("health", "--file", str(health), *extra, env=clean_env(), cwd=tmp_path)
+        out, _ = proc.communicate(timeout=30)
+        return proc.returncode, out.strip()
+
+    try:
+        wait_until(lambda: check() == (0, "healthy"), timeout=20)
+        sim.stop()
+        wait_until(lambda: check() == (1, "camera cam is offline"), timeout=20)
+    finally:
+        bridge.stop()
+    code, out = check("--max-age", "0")
+    assert code == 1
+    assert "last wrote its state" in out
