@@ -217,6 +217,22 @@ def health_problems(path: Path, *, max_age: float, now: float | None = None) -> 
     return problems
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Try the configuration against the broker and each camera; non-zero on a problem."""
+    from hik2mqtt.check import run_checks  # noqa: PLC0415
+
+    settings = _load(args.env_file)
+    setup_logging("ERROR", secrets_of(settings))
+    print("hik2mqtt check: configuration ok")
+    report = run_checks(settings)
+    print("\n".join(report.lines))
+    if report.problems:
+        print(f"{report.problems} problem(s) to fix.")
+        return EXIT_FAILURE
+    print("All good.")
+    return EXIT_OK
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the running bridge is connected to the broker and every camera."""
     path = args.file
@@ -250,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--picture-size", type=int, default=0, help="pad pictures to this many bytes")
     sim.add_argument("-v", "--verbose", action="store_true", help="log every request")
     sim.set_defaults(func=cmd_simulate)
+
+    check = sub.add_parser("check", help="try the settings against the broker and cameras")
+    check.add_argument("--env-file", type=Path, help="settings file (default: ./.env)")
+    check.set_defaults(func=cmd_check)
 
     health = sub.add_parser("health", help="exit 0 if the running bridge is healthy (HEALTHCHECK)")
     health.add_argument("--file", type=Path, help="health file (default: HIK2MQTT_HEALTH_FILE)")

@@ -169,6 +169,20 @@ RESPONSE_STATUS_XML = """<?xml version="1.0" encoding="UTF-8"?>
 
 XML_TYPE = 'application/xml; charset="UTF-8"'
 
+VEHICLE_DETECT_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<VehicleDetectCfg version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
+<enabled>true</enabled>
+</VehicleDetectCfg>
+"""
+
+EVENT_TRIGGER_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<EventTrigger version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
+<id>vehicledetection-1</id>
+<eventType>vehicledetection</eventType>
+<EventTriggerNotificationList>{rows}</EventTriggerNotificationList>
+</EventTrigger>
+"""
+
 OTHER_EVENT_XML = """<EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
 <ipAddress>127.0.0.1</ipAddress>
 <channelID>1</channelID>
@@ -367,6 +381,7 @@ class Simulator:
         self.lock_after = lock_after
         self.mnpr_reply: tuple[int, str, bytes] | None = None  # override: status, type, body
         self.requests: list[RequestRecord] = []
+        self.notify_center = True  # the vehicle detection event's "Notify Surveillance Center"
         self.io_supported = True  # False: answer notSupport on System/IO, like DS-TCG405-E
         self.outputs: dict[int, str] = {}  # output -> "high" | "low", as last set
         self.puts: list[tuple[str, bytes]] = []  # every PUT: path and body
@@ -652,6 +667,16 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 )
             elif (pic := _PLATE_PICTURE.match(path)) and pic.group(1) in sim.plate_pictures:
                 self._send(200, sim.plate_pictures[pic.group(1)], "image/jpeg")
+            elif path.startswith("/ISAPI/Traffic/channels/") and path.endswith("/vehicleDetect"):
+                self._send(200, VEHICLE_DETECT_XML.encode(), XML_TYPE)
+            elif path.startswith("/ISAPI/Event/triggers/vehicledetection-"):
+                methods = ["IO", "center"] if sim.notify_center else ["IO"]
+                rows = "".join(
+                    f"<EventTriggerNotification><id>{m}</id><notificationMethod>{m}"
+                    "</notificationMethod></EventTriggerNotification>"
+                    for m in methods
+                )
+                self._send(200, EVENT_TRIGGER_XML.format(rows=rows).encode(), XML_TYPE)
             elif path == "/ISAPI/System/deviceInfo":
                 self._send(200, DEVICE_INFO_XML.encode(), XML_TYPE)
             else:

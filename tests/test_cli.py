@@ -197,3 +197,44 @@ def test_health_follows_the_bridges_real_state(
     code, out = check("--max-age", "0")
     assert code == 1
     assert "last wrote its state" in out
+
+
+def test_check_reports_each_problem_and_what_to_fix(
+    broker: Broker | ExternalBroker, tmp_path: Path
+) -> None:
+    """`hik2mqtt check` connects to the broker and logs in to each camera once, says what
+    works, names what to fix (a refused login, a camera that doesn't notify the
+    surveillance center) and exits 1; with everything right it exits 0."""
+    with Simulator(heartbeat=None) as good, Simulator(heartbeat=None) as quiet:
+        quiet.notify_center = False
+        env = clean_env(
+            HIK2MQTT_MQTT__HOST=broker.host,
+            HIK2MQTT_MQTT__PORT=str(broker.port),
+            HIK2MQTT_CAMERAS__GOOD__HOST=good.host,
+            HIK2MQTT_CAMERAS__GOOD__PORT=str(good.port),
+            HIK2MQTT_CAMERAS__GOOD__PASSWORD=good.password,
+            HIK2MQTT_CAMERAS__QUIET__HOST=quiet.host,
+            HIK2MQTT_CAMERAS__QUIET__PORT=str(quiet.port),
+            HIK2MQTT_CAMERAS__QUIET__PASSWORD=quiet.password,
+            HIK2MQTT_CAMERAS__LOCKED__HOST=good.host,
+            HIK2MQTT_CAMERAS__LOCKED__PORT=str(good.port),
+            HIK2MQTT_CAMERAS__LOCKED__PASSWORD="wrong-password-1",
+        )
+        proc = hik2mqtt("check", env=env, cwd=tmp_path)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, out + err
+        assert f"ok    broker {broker.host}:{broker.port}: connected" in out
+        assert f"ok    camera good ({good.url}): SIM-ANPR, firmware V0.1.0 build 261125" in out
+        assert "FAIL  camera quiet: its vehicle detection event does not notify" in out
+        assert "FAIL  camera locked" in out
+        assert "HIK2MQTT_CAMERAS__LOCKED__USERNAME" in out
+        assert "2 problem(s) to fix." in out
+        assert "wrong-password-1" not in out + err
+        assert good.failed_logins == 1  # one attempt, never a retry
+        del env["HIK2MQTT_CAMERAS__LOCKED__HOST"], env["HIK2MQTT_CAMERAS__LOCKED__PORT"]
+        del env["HIK2MQTT_CAMERAS__LOCKED__PASSWORD"], env["HIK2MQTT_CAMERAS__QUIET__HOST"]
+        del env["HIK2MQTT_CAMERAS__QUIET__PORT"], env["HIK2MQTT_CAMERAS__QUIET__PASSWORD"]
+        proc = hik2mqtt("check", env=env, cwd=tmp_path)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert out.strip().endswith("All good.")
