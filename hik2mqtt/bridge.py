@@ -25,6 +25,7 @@ from hik2mqtt.errors import AuthError, CameraError, DecodeError
 from hik2mqtt.events import parse_xml
 from hik2mqtt.gate import decide
 from hik2mqtt.images import ImageFolder
+from hik2mqtt.metrics import Metrics, MetricsListener
 from hik2mqtt.mqtt import MqttLink
 from hik2mqtt.outbox import Outbox
 from hik2mqtt.plates import Duplicates, ListsFile, normalize
@@ -179,6 +180,19 @@ class Bridge:
             if push
             else None
         )
+        self.metrics = Metrics(
+            broker_up=self.link.connected.is_set, spooled=lambda: self.outbox.waiting
+        )
+        self.metrics_listener = (
+            MetricsListener(
+                host=settings.metrics.host,
+                port=settings.metrics.port,
+                metrics=self.metrics,
+                problems=self.health_problems,
+            )
+            if settings.metrics.port is not None
+            else None
+        )
         self._control_thread = threading.Thread(
             target=self._run_control, name="control", daemon=True
         )
@@ -200,6 +214,8 @@ class Bridge:
         self._control_thread.start()
         if self.listener is not None:
             self.listener.start()
+        if self.metrics_listener is not None:
+            self.metrics_listener.start()
         for camera in self.cameras.values():
             if camera.stream_thread is not None:
                 camera.stream_thread.start()
@@ -212,6 +228,8 @@ class Bridge:
         self._control.put(None)  # wake the threads that wait on their queues
         if self.listener is not None:
             self.listener.stop()
+        if self.metrics_listener is not None:
+            self.metrics_listener.stop()
         workers = [c.worker for c in self.cameras.values() if c.worker is not None]
         for worker in workers:
             worker.begin_stop()
@@ -247,6 +265,9 @@ class Bridge:
             if self._status.get(camera) == value:
                 return
             self._status[camera] = value
+            self.metrics.camera_up.labels(camera).set(1 if online else 0)
+            if not online:
+                self.metrics.reconnects.labels(camera).inc()
             # Published under the lock so two threads can't reorder a camera's statuses.
             self.link.publish(self.topics.camera_status(camera), value, retain=True)
             entry = self.cameras.get(camera)
@@ -259,6 +280,16 @@ class Bridge:
                         target=self._fetch_device_info, args=(entry,), name="info", daemon=True
                     ).start()
         log.info("camera %s: %s", camera, value)
+
+    def health_problems(self) -> list[str]:
+        """What keeps the bridge from being healthy (empty: broker and cameras connected)."""
+        problems = [] if self.link.connected.is_set() else ["not connected to the MQTT broker"]
+        with self._status_lock:
+            for name in self.cameras:
+                status = self._status.get(name, "starting")
+                if status != ONLINE:
+                    problems.append(f"camera {name} is {status}")
+        return problems
 
     def _publish_registry(self) -> None:
         self._registry_seen = True
@@ -290,10 +321,13 @@ class Bridge:
     def sink_for(self, camera: str, source: str) -> Callable[[Output], None]:
         def sink(output: Output) -> None:
             if isinstance(output, ReadArrived):
+                self.metrics.reads.labels(camera, source).inc()
                 self._publish_read(camera, source, output)
             elif isinstance(output, PictureArrived):
+                self.metrics.pictures.labels(camera).inc()
                 self._publish_picture(camera, output)
             elif isinstance(output, Skipped):
+                self.metrics.errors.labels(camera).inc()
                 log.warning("camera %s: skipped %s", camera, output.reason)
             elif isinstance(output, EventArrived):
                 self._publish_event(camera, source, output)

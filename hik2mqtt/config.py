@@ -138,6 +138,15 @@ class HomeAssistantSettings(BaseModel):
     prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
 
 
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("0.0.0.0", description="Address the metrics/health listener binds to.")  # noqa: S104
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Port for /metrics and /healthz (unset: off)."
+    )
+
+
 class ListenSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -179,6 +188,9 @@ class Settings(BaseSettings):
     images: ImageSettings = Field(default_factory=ImageSettings, description="Pictures.")
     homeassistant: HomeAssistantSettings = Field(
         default_factory=HomeAssistantSettings, description="Home Assistant discovery."
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="Prometheus metrics and /healthz."
     )
     listen: ListenSettings = Field(
         default_factory=ListenSettings,
@@ -351,6 +363,7 @@ def setting_rows() -> list[tuple[str, str, str]]:
         "images": ImageSettings,
         "cameras": CameraSettings,
         "listen": ListenSettings,
+        "metrics": MetricsSettings,
         "homeassistant": HomeAssistantSettings,
     }
 

@@ -400,3 +400,45 @@ def test_stop_publishes_offline(
     bridge.stop()
     wait_until(lambda: sub.payloads(f"{prefix}/bridge/status")[-1:] == [b"offline"])
     assert sub.payloads(f"{prefix}/cam/status")[-1] == b"offline"
+
+
+def test_metrics_and_healthz(
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    run_bridge: RunBridge,
+    subscribe: Subscribe,
+) -> None:
+    """With the metrics listener on, /metrics counts reads and pictures per camera and
+    /healthz answers 200 only while the broker and every camera are connected."""
+    import requests
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    sub = subscribe(f"{prefix}/+/plate")
+    run_bridge(
+        bridge_settings(
+            broker,
+            prefix,
+            {"cam": camera_config(simulator)},
+            metrics={"host": "127.0.0.1", "port": port},
+        )
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(base + "/healthz", timeout=2).status_code == 200)
+    simulator.emit_read("METRIC 1")
+    sub.wait_for(f"{prefix}/cam/plate")
+    wait_until(
+        lambda: (
+            'hik2mqtt_pictures_total{camera="cam"} 2.0'
+            in requests.get(base + "/metrics", timeout=2).text
+        )
+    )
+    text = requests.get(base + "/metrics", timeout=2).text
+    assert 'hik2mqtt_reads_total{camera="cam",source="stream"} 1.0' in text
+    assert 'hik2mqtt_camera_up{camera="cam"} 1.0' in text
+    assert "hik2mqtt_broker_up 1.0" in text
+    simulator.stop()
+    wait_until(lambda: requests.get(base + "/healthz", timeout=2).status_code == 503)
+    assert "camera cam is offline" in requests.get(base + "/healthz", timeout=2).text
