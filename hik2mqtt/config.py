@@ -171,7 +171,10 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         case_sensitive=False,
-        extra="forbid",
+        # Other lines of a .env file (docker compose's COMPOSE_PROFILES) are not ours;
+        # unknown HIK2MQTT_ names are reported by _unknown_top_level, nested ones by the
+        # nested models (extra="forbid").
+        extra="ignore",
     )
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")

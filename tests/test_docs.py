@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hik2mqtt.config import Settings, setting_rows
 from hik2mqtt.events import PlateRead, decode
@@ -93,3 +96,16 @@ def test_node_red_flow_uses_only_documented_topics() -> None:
         assert any(rx.match(topic) and way == wanted for rx, way in table), (topic, kind)
     broker_ids = {n["id"] for n in flow if n["type"] == "mqtt-broker"}
     assert all(n["broker"] in broker_ids for n in flow if n["type"] in ("mqtt in", "mqtt out"))
+
+
+def test_config_example_env_loads_as_a_dotenv_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.example.env, copied to .env as the README says, loads as it is (its
+    COMPOSE_PROFILES line is docker compose's, not a bad setting)."""
+    from hik2mqtt.config import load_settings
+
+    for key in list(os.environ):
+        if key.startswith("HIK2MQTT_"):
+            monkeypatch.delenv(key)
+    settings = load_settings(ROOT / "config.example.env")
+    assert list(settings.cameras) == ["gate"]
+    assert settings.mqtt.host == "mosquitto"
