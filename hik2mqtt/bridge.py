@@ -90,23 +90,15 @@ class _Camera:
         self.info_asked = False
         self.clock_warned = False
         self.worker: StreamWorker | PollWorker | None = None
-        if settings.mode == "stream":
-            self.worker = StreamWorker(
+        worker_class = {"stream": StreamWorker, "poll": PollWorker}.get(settings.mode)
+        if worker_class is not None:  # push cameras have no worker: the listener serves them
+            self.worker = worker_class(
                 client=CameraClient(name=name, settings=settings),
-                sink=bridge.sink_for(name, "stream"),
+                sink=bridge.sink_for(name, settings.mode),
                 on_status=lambda online: bridge.set_status(name, online),
                 stop=threading.Event(),
                 max_part_size=bridge.settings.max_part_size,
                 auth=self.auth,
-            )
-        elif settings.mode == "poll":
-            self.worker = PollWorker(
-                client=CameraClient(name=name, settings=settings),
-                sink=bridge.sink_for(name, "poll"),
-                on_status=lambda online: bridge.set_status(name, online),
-                stop=threading.Event(),
-                auth=self.auth,
-                max_part_size=bridge.settings.max_part_size,
             )
         self.stream_thread = (
             threading.Thread(target=self.worker.run, name=f"{settings.mode}-{name}", daemon=True)

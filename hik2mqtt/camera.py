@@ -351,6 +351,19 @@ class AuthGate:
             self.failures = 0
             self._until = 0.0
 
+    def refused_by(self, camera: str, exc: AuthError) -> float:
+        """Record a refusal and say so in the log; return the wait before the next login."""
+        delay = self.refused(exc)
+        log.error(
+            "camera %s: %s; next login attempt in %.0f s "
+            "(check HIK2MQTT_CAMERAS__%s__USERNAME and __PASSWORD)",
+            camera,
+            exc,
+            delay,
+            camera.upper(),
+        )
+        return delay
+
     def remaining(self) -> float:
         """Seconds before a login may be tried again (0 when it may be now)."""
         with self._lock:
@@ -428,16 +441,8 @@ class StreamWorker:
             try:
                 stream = self.client.open_stream()
             except AuthError as exc:
-                delay = self.auth.refused(exc)
+                delay = self.auth.refused_by(self.name, exc)
                 self._on_status(False)
-                log.error(
-                    "camera %s: %s; next login attempt in %.0f s "
-                    "(check HIK2MQTT_CAMERAS__%s__USERNAME and __PASSWORD)",
-                    self.name,
-                    exc,
-                    delay,
-                    self.name.upper(),
-                )
                 in_outage = True
                 self._wait(delay)
                 continue

@@ -132,8 +132,7 @@ class CommandRunner:
             else:
                 self._barrier(client, command)
         except AuthError as exc:
-            delay = self.auth.refused(exc)
-            log.error("camera %s: %s; next login attempt in %.0f s", self.name, exc, delay)
+            self.auth.refused_by(self.name, exc)
             self.reply(command, ok=False, status=401, message=str(exc))
         except CameraHTTPError as exc:
             self.reply(

@@ -82,9 +82,8 @@ class PollWorker:
                 )
                 plates = decode_plates(reply.body)
             except AuthError as exc:
-                delay = self.auth.refused(exc)
+                delay = self.auth.refused_by(self.name, exc)
                 self._on_status(False)
-                log.error("camera %s: %s; next login attempt in %.0f s", self.name, exc, delay)
                 in_outage = True
                 self._wait(delay)
                 continue
