@@ -290,8 +290,9 @@ def test_trigger_errors_are_reported(
 ) -> None:
     """An ISAPI error, an unknown camera and a retained trigger each get handled without
     firing anything they should not."""
-    sub = subscribe(f"{prefix}/+/trigger/result")
+    sub = subscribe(f"{prefix}/+/trigger/result", f"{prefix}/bridge/status")
     start(broker, prefix, run_bridge, {"cam": simulator})
+    sub.wait_for(f"{prefix}/bridge/status")  # so the bridge has subscribed to commands
     simulator.mnpr_reply = (
         403,
         "application/xml",
