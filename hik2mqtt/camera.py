@@ -25,19 +25,16 @@ import requests
 import urllib3
 from requests.auth import HTTPDigestAuth
 
-from hik2mqtt.backoff import auth_delay, reconnect_delay
+from hik2mqtt import isapi
+from hik2mqtt.backoff import auth_delay
 from hik2mqtt.config import CameraSettings
 from hik2mqtt.errors import (
     AuthError,
-    CameraError,
     CameraHTTPError,
     CameraUnreachable,
-    DecodeError,
-    ProtocolError,
     StreamIdle,
 )
-from hik2mqtt.events import parse_xml
-from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
+from hik2mqtt.multipart import MultipartParser, boundary_from_content_type
 from hik2mqtt.reads import Output, ReadAssembler
 
 log = logging.getLogger(__name__)
@@ -52,70 +49,14 @@ DRAIN_ON_STOP = 1.0  # seconds a stopping stream may take to hand on what had ar
 QUIET_ON_STOP = 0.1  # a stopping stream ends once nothing has come for this long
 
 
-@dataclass(frozen=True, slots=True)
-class IsapiStatus:
-    """An ISAPI ``ResponseStatus`` (XML or JSON)."""
-
-    code: int | None
-    text: str | None
-    sub_status: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.code in (None, 0, 1)
-
-    def describe(self) -> str:
-        parts = [p for p in (self.text, self.sub_status) if p]
-        return " / ".join(parts) if parts else f"statusCode {self.code}"
-
-
-def parse_response_status(body: bytes) -> IsapiStatus | None:
-    """The ResponseStatus in a camera's answer, if it holds one."""
-    text = body.lstrip()
-    if text[:1] == b"{":
-        import json  # noqa: PLC0415 - only JSON answers need it
-
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict) or "statusCode" not in doc:
-            return None
-        code = doc.get("statusCode")
-        return IsapiStatus(
-            code=code if isinstance(code, int) else None,
-            text=str(doc.get("statusString") or "") or None,
-            sub_status=str(doc.get("subStatusCode") or "") or None,
-        )
-    try:
-        root, node = parse_xml(body)
-    except DecodeError:
-        return None
-    if root != "ResponseStatus":
-        return None
-    code_text = str(node.get("statusCode") or "").strip()
-    return IsapiStatus(
-        code=int(code_text) if code_text.isdigit() else None,
-        text=(str(node.get("statusString") or "").strip() or None),
-        sub_status=(str(node.get("subStatusCode") or "").strip() or None),
-    )
-
-
 def _auth_error(body: bytes) -> AuthError:
     """An AuthError from a 401 body; Hikvision's ``userCheck`` tells about locked accounts."""
-    locked, unlock = False, None
-    try:
-        root, node = parse_xml(body)
-    except DecodeError:
-        root, node = "", {}
-    if root == "userCheck":
-        locked = str(node.get("lockStatus") or "").strip().lower() == "lock"
-        unlock_text = str(node.get("unlockTime") or "").strip()
-        unlock = int(unlock_text) if unlock_text.isdigit() else None
+    check = isapi.user_check(body)
     message = "the camera refused the user name or password"
-    if locked:
+    if check.locked:
+        unlock = check.unlock_time
         message += f"; the account is locked for {unlock if unlock is not None else '?'} s"
-    return AuthError(message, locked=locked, unlock_time=unlock)
+    return AuthError(message, locked=check.locked, unlock_time=check.unlock_time)
 
 
 def _reason(exc: BaseException) -> str:
@@ -257,7 +198,7 @@ class CameraClient:
         body = self._read_limited(response, ERROR_BODY_LIMIT)
         if response.status_code == 401:
             raise _auth_error(body)
-        status = parse_response_status(body)
+        status = isapi.response_status(body)
         detail = status.describe() if status else (response.reason or "").strip()
         raise CameraHTTPError(
             f"{what}: HTTP {response.status_code} {detail}".rstrip(),
@@ -370,144 +311,55 @@ class AuthGate:
             return max(0.0, self._until - self._clock())
 
 
-class StreamWorker:
-    """Keeps one camera's alertStream open and hands what it means to ``sink``.
+class StreamFetcher:
+    """Stream mode's way of fetching reads: one open alertStream per session."""
 
-    Runs in its own thread (:meth:`run`). ``on_status(True)`` when a stream opens,
-    ``on_status(False)`` when the camera cannot be reached; a quiet reopen after the
-    idle timeout, or after the camera closed a stream, does not report offline unless the
-    reopen fails.
-    """
+    what = "event stream"
 
-    def __init__(
-        self,
-        *,
-        client: CameraClient,
-        sink: Callable[[Output], None],
-        on_status: Callable[[bool], None],
-        stop: threading.Event,
-        max_part_size: int,
-        reconnect: Callable[[int], float] = reconnect_delay,
-        auth: AuthGate | None = None,
-    ) -> None:
+    def __init__(self, *, client: CameraClient, max_part_size: int) -> None:
         self.client = client
-        self.name = client.name
-        self._sink = sink
-        self._on_status = on_status
-        self._stop = stop
         self._max_part_size = max_part_size
-        self._reconnect = reconnect
-        self.auth = auth or AuthGate()
-        self._current: EventStream | None = None
-        self._lock = threading.Lock()
-        self._delivered = False
-        self._last_data = 0.0
-        self.last_delay: float = 0.0  # the last wait before a retry, for observers and tests
 
-    def stop(self) -> None:
-        """Stop at once (no waiting for what the camera has sent; see :meth:`quiet`)."""
-        self._stop.set()
-        self.abort()
+    def open(self) -> StreamSession:
+        stream = self.client.open_stream()
+        return StreamSession(stream, name=self.client.name, max_part_size=self._max_part_size)
 
-    def begin_stop(self) -> None:
-        """Stop opening streams; the open one is still read until :meth:`abort`."""
-        self._stop.set()
-
-    def quiet(self) -> bool:
-        """Whether everything the camera sent has been read (nothing buffered, and nothing
-        new for a moment): then ending the stream loses no read it had sent."""
-        with self._lock:
-            stream = self._current
-        if stream is None:
-            return True
-        return stream.buffered() == 0 and time.monotonic() - self._last_data > QUIET_ON_STOP
-
-    def abort(self) -> None:
-        with self._lock:
-            if self._current is not None:
-                self._current.abort()
-
-    def _wait(self, delay: float) -> None:
-        self.last_delay = delay
-        self._stop.wait(delay)
-
-    def run(self) -> None:
-        failures = 0  # consecutive failed opens, or streams that gave nothing
-        in_outage = False
-        while not self._stop.is_set():
-            if (locked_out := self.auth.remaining()) > 0:
-                self._wait(locked_out)  # a trigger's login was refused meanwhile
-                continue
-            try:
-                stream = self.client.open_stream()
-            except AuthError as exc:
-                delay = self.auth.refused_by(self.name, exc)
-                self._on_status(False)
-                in_outage = True
-                self._wait(delay)
-                continue
-            except CameraError as exc:
-                self._on_status(False)
-                delay = self._reconnect(failures)
-                failures += 1
-                if not in_outage:
-                    log.warning("camera %s: %s; retrying until it is back", self.name, exc)
-                    in_outage = True
-                else:
-                    log.debug(
-                        "camera %s: still unreachable (%s), attempt %d", self.name, exc, failures
-                    )
-                self._wait(delay)
-                continue
-            if in_outage:
-                log.info("camera %s: event stream open again", self.name)
-            else:
-                log.debug("camera %s: event stream open", self.name)
-            in_outage = False
-            self.auth.accepted()
-            self._on_status(True)
-            with self._lock:
-                self._current = stream
-            if self._stop.is_set():
-                stream.abort()
-            idle = False
-            try:
-                self._pump(stream)
-            except StreamIdle:
-                log.debug(
-                    "camera %s: silent for %.0f s; reopening the stream",
-                    self.name,
-                    self.client.settings.idle_timeout,
-                )
-                idle = True
-            except CameraUnreachable as exc:
-                if not self._stop.is_set():
-                    log.info("camera %s: %s; reopening", self.name, exc)
-            except ProtocolError as exc:
-                log.warning("camera %s: bad event stream (%s); reopening", self.name, exc)
-            finally:
-                with self._lock:
-                    self._current = None
-                stream.close()
-            if idle or self._delivered:
-                failures = 0
-            elif not self._stop.is_set():
-                # A stream that ends before giving anything: don't spin on it.
-                self._wait(self._reconnect(failures))
-                failures += 1
+    def close(self) -> None:
         self.client.close()
 
-    def _pump(self, stream: EventStream) -> None:
+
+class StreamSession:
+    """One open alertStream: read what has arrived, parse it, hand on each part's meaning."""
+
+    def __init__(self, stream: EventStream, *, name: str, max_part_size: int) -> None:
+        self.stream = stream
+        self.name = name
+        self.delivered = False
+        self._max_part_size = max_part_size
+        self._last_data = 0.0
+
+    def quiet(self) -> bool:
+        """Everything the camera sent has been read (nothing buffered, and nothing new for a
+        moment): then ending the stream loses no read it had sent."""
+        return self.stream.buffered() == 0 and time.monotonic() - self._last_data > QUIET_ON_STOP
+
+    def abort(self) -> None:
+        self.stream.abort()
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def pump(self, deliver: Callable[[Output], None]) -> None:
         """Read and parse until the stream ends, which it does by raising."""
+        stream = self.stream
         parser = MultipartParser(stream.boundary, max_part_size=self._max_part_size)
         assembler = ReadAssembler()
-        self._delivered = False
         while True:  # until the stream ends: after a stop, abort() ends it
             data = stream.read()
             self._last_data = time.monotonic()
             for part in parser.feed(data):
-                if not self._delivered:
-                    self._delivered = True
+                if not self.delivered:
+                    self.delivered = True
                     if parser.boundary != stream.boundary:
                         log.info(
                             "camera %s: stream declares boundary %r but uses %r",
@@ -515,10 +367,9 @@ class StreamWorker:
                             stream.boundary,
                             parser.boundary,
                         )
-                self._deliver(assembler, part)
-
-    def _deliver(self, assembler: ReadAssembler, part: Part) -> None:
-        try:
-            self._sink(assembler.handle(part))
-        except Exception:  # a bug must cost one part, never the camera
-            log.exception("camera %s: error handling a %s part", self.name, part.content_type)
+                try:
+                    deliver(assembler.handle(part))
+                except Exception:  # a bug must cost one part, never the camera
+                    log.exception(
+                        "camera %s: error handling a %s part", self.name, part.content_type
+                    )

@@ -18,10 +18,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hik2mqtt import isapi
 from hik2mqtt.camera import CameraClient
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.errors import AuthError, CameraError, CameraHTTPError, DecodeError
-from hik2mqtt.events import parse_xml
 
 
 @dataclass
@@ -80,8 +80,8 @@ def check_broker(settings: Settings, report: Report, *, timeout: float = 5.0) ->
         client.loop_stop()
 
 
-def _xml(client: CameraClient, path: str) -> tuple[str, dict[str, Any]]:
-    return parse_xml(client.request(path, limit=256 * 1024).body)
+def _get(client: CameraClient, path: str) -> bytes:
+    return client.request(path, limit=256 * 1024).body
 
 
 def check_camera(name: str, camera: CameraSettings, report: Report) -> None:
@@ -89,7 +89,9 @@ def check_camera(name: str, camera: CameraSettings, report: Report) -> None:
     client = CameraClient(name=name, settings=camera)
     variable = f"HIK2MQTT_CAMERAS__{name.upper()}"
     try:
-        _, info = _xml(client, "/ISAPI/System/deviceInfo")
+        info = isapi.device_info(_get(client, "/ISAPI/System/deviceInfo"))
+        if info is None:
+            raise DecodeError("the answer to /ISAPI/System/deviceInfo is no DeviceInfo")
     except AuthError as exc:
         report.bad(f"{where}: {exc}; check {variable}__USERNAME and __PASSWORD")
         client.close()
@@ -99,28 +101,22 @@ def check_camera(name: str, camera: CameraSettings, report: Report) -> None:
         client.close()
         return
     try:
-        model = info.get("model") or "unknown model"
-        firmware = " ".join(
-            str(info.get(k) or "") for k in ("firmwareVersion", "firmwareReleasedDate")
+        report.ok(
+            f"{where}: {info.model or 'unknown model'}, firmware {info.firmware or 'unknown'}"
         )
-        report.ok(f"{where}: {model}, firmware {firmware.strip() or 'unknown'}")
         channel = camera.channel
         try:
-            _, detect = _xml(client, f"/ISAPI/Traffic/channels/{channel}/vehicleDetect")
-            if str(detect.get("enabled", "")).lower() == "true":
+            if isapi.vehicle_detection(
+                _get(client, f"/ISAPI/Traffic/channels/{channel}/vehicleDetect")
+            ):
                 report.note("vehicle detection (ANPR): on")
             else:
                 report.bad(f"camera {name}: vehicle detection (ANPR) is off on channel {channel}")
-        except CameraHTTPError as exc:
+        except (CameraHTTPError, DecodeError) as exc:
             report.bad(f"camera {name}: no vehicle detection (ANPR) on channel {channel} ({exc})")
         try:
-            _, trigger = _xml(client, f"/ISAPI/Event/triggers/vehicledetection-{channel}")
-            listing = trigger.get("EventTriggerNotificationList") or {}
-            methods = listing.get("EventTriggerNotification") if isinstance(listing, dict) else None
-            methods = methods if isinstance(methods, list) else [methods] if methods else []
-            if any(
-                isinstance(m, dict) and m.get("notificationMethod") == "center" for m in methods
-            ):
+            trigger = _get(client, f"/ISAPI/Event/triggers/vehicledetection-{channel}")
+            if isapi.notifies_center(trigger):
                 report.note("notify surveillance center: on (reads reach the bridge)")
             elif camera.mode == "poll":
                 report.note("notify surveillance center: off (not needed in poll mode)")

@@ -11,31 +11,23 @@
   ``<BarrierGate><ctrlMode>open|close</ctrlMode></BarrierGate>``, for barrier cameras
   that answer ``notSupport`` on System/IO (``barrier-gate-request-DS-TCG405-E.xml``).
 
-Every outcome goes to the command's topic plus ``/result`` as JSON.
+Each command's outcome is handed back as a :class:`~hik2mqtt.pipeline.CommandDone`-shaped
+:class:`Outcome` (the pipeline publishes it on the command's topic plus ``/result``); reads
+in an MNPR answer are handed on like any other camera output.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from hik2mqtt.camera import MNPR_PATH, AuthGate, CameraClient, CameraReply, parse_response_status
-from hik2mqtt.config import CameraSettings
-from hik2mqtt.errors import (
-    AuthError,
-    CameraHTTPError,
-    CameraUnreachable,
-    DecodeError,
-    ProtocolError,
-)
-from hik2mqtt.events import parse_xml
+from hik2mqtt import isapi
+from hik2mqtt.camera import MNPR_PATH, AuthGate, CameraClient, CameraReply
+from hik2mqtt.errors import AuthError, CameraHTTPError, CameraUnreachable, ProtocolError
 from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
 from hik2mqtt.reads import Output, ReadArrived, ReadAssembler, is_event_part
-from hik2mqtt.topics import Topics, result_payload
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +35,29 @@ OUTPUT_PATH = "/ISAPI/System/IO/outputs/{output}"
 BARRIER_PATH = "/ISAPI/Parking/channels/{channel}/barrierGate"
 XML = "application/xml"
 
+CommandKind = Literal["trigger", "output", "barrier"]
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    kind: Literal["trigger", "output", "barrier"]
+    kind: CommandKind
     reply_to: str  # the command's topic; the outcome goes to reply_to + "/result"
     output: int = 0
     value: str = ""  # output: on | off | seconds; barrier: open | close
-    source: str = "mqtt"  # or "gate" for the built-in gate rule
+    source: str = "mqtt"  # or "gate" for the built-in gate rule, "web" for the page
+    response_topic: str | None = None  # MQTT 5: also answer here, with the correlation data
+    correlation: bytes | None = None
+    follow_up: bool = False  # the "off" that ends a pulse (not counted as a new command)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    status: int | None
+    message: str
+    extra: tuple[tuple[str, str | int | None], ...] = ()
+    pulse_off: float | None = None  # switch the output off after this many seconds
+    output_state: str | None = None  # the state the camera reported after the command
 
 
 def check_value(kind: str, value: str) -> str | None:
@@ -59,136 +66,92 @@ def check_value(kind: str, value: str) -> str | None:
     if kind == "output":
         if text in ("on", "off"):
             return None
-        try:
-            seconds = float(text)
-        except ValueError:
+        if not _is_seconds(text):
             return f"payload {value[:40]!r}: expected on, off or a number of seconds"
-        return None if 0 < seconds <= 600 else "a pulse must be from 0 to 600 seconds"
+        return None if 0 < float(text) <= 600 else "a pulse must be from 0 to 600 seconds"
     if kind == "barrier" and text not in ("open", "close"):
         return f"payload {value[:40]!r}: expected open or close"
     return None
 
 
+def _is_seconds(text: str) -> bool:
+    """A plain decimal number of seconds (ASCII digits, one optional point)."""
+    whole, _, fraction = text.partition(".")
+    digits = whole + fraction
+    return 0 < len(digits) <= 12 and digits.isascii() and digits.isdigit()
+
+
 class CommandRunner:
-    """Runs one camera's commands in order; the outcome of each goes to its result topic."""
+    """Runs one camera's commands over HTTP and says how each went (no publishing here)."""
 
     def __init__(
         self,
         *,
         name: str,
-        settings: CameraSettings,
-        topics: Topics,
-        publish: Callable[..., Any],
-        sink: Callable[[Output], None],
+        client: CameraClient,
         auth: AuthGate,
         max_part_size: int,
+        deliver: Callable[[Output], None],
     ) -> None:
         self.name = name
-        self.settings = settings
-        self.topics = topics
-        self._publish = publish
-        self._sink = sink
+        self.client = client
+        self.settings = client.settings
         self.auth = auth
         self._max_part_size = max_part_size
-        # Unbounded so that stop's sentinel (None) always fits; the bridge bounds it.
-        self.queue: queue.Queue[Command | None] = queue.Queue()
-        self._timers: list[threading.Timer] = []
+        self._deliver = deliver  # reads in an MNPR answer go where the stream's go
 
-    def run(self) -> None:
-        client = CameraClient(name=self.name, settings=self.settings)
-        try:
-            while (command := self.queue.get()) is not None:
-                try:
-                    self.execute(client, command)
-                except Exception:  # one command's bug must not stop the others
-                    log.exception("camera %s: %s failed", self.name, command.kind)
-                    self.reply(command, ok=False, status=None, message="internal error")
-        finally:
-            for timer in self._timers:
-                timer.cancel()
-            client.close()
-
-    def stop(self) -> None:
-        self.queue.put(None)
-
-    def reply(self, command: Command, **fields: Any) -> None:
-        self._publish(self.topics.result(command.reply_to), result_payload(**fields))
-
-    def execute(self, client: CameraClient, command: Command) -> None:
+    def execute(self, command: Command) -> Outcome:
         if (wait := self.auth.remaining()) > 0:
-            self.reply(
-                command,
-                ok=False,
-                status=None,
-                message=f"the camera refused our login; not trying again for {wait:.0f} s "
+            return Outcome(
+                False,
+                None,
+                f"the camera refused our login; not trying again for {wait:.0f} s "
                 "(it locks accounts after repeated failures)",
             )
-            return
         try:
             if command.kind == "trigger":
-                self._trigger(client, command)
-            elif command.kind == "output":
-                self._output(client, command)
-            else:
-                self._barrier(client, command)
+                return self._trigger()
+            if command.kind == "output":
+                return self._output(command)
+            return self._barrier(command)
         except AuthError as exc:
             self.auth.refused_by(self.name, exc)
-            self.reply(command, ok=False, status=401, message=str(exc))
+            return Outcome(False, 401, str(exc))
         except CameraHTTPError as exc:
-            self.reply(
-                command, ok=False, status=exc.status, message=str(exc), sub_status=exc.sub_status
-            )
+            return Outcome(False, exc.status, str(exc), (("sub_status", exc.sub_status),))
         except CameraUnreachable as exc:
-            self.reply(command, ok=False, status=None, message=str(exc))
+            return Outcome(False, None, str(exc))
 
     # -- manual recognition ---------------------------------------------------------------
 
-    def _trigger(self, client: CameraClient, command: Command) -> None:
+    def _trigger(self) -> Outcome:
         log.info("camera %s: manual recognition requested", self.name)
-        reply = client.request(
+        reply = self.client.request(
             MNPR_PATH.format(channel=self.settings.channel), limit=2 * self._max_part_size
         )
         parts = self._parts(reply)
         if parts is None:
-            self.reply(
-                command, ok=False, status=reply.status, message="unreadable multipart answer"
-            )
-            return
+            return Outcome(False, reply.status, "unreadable multipart answer")
         assembler = ReadAssembler()
         plates: list[str | None] = []
         status = None
         for part in parts:
-            if is_event_part(part) and (found := parse_response_status(part.body)):
+            if is_event_part(part) and (found := isapi.response_status(part.body)):
                 status = found
                 continue
             output = assembler.handle(part)
             if isinstance(output, ReadArrived):
                 plates.append(output.read.plate)
-            self._sink(output)
+            self._deliver(output)
         if plates:
-            self.reply(
-                command,
-                ok=True,
-                status=reply.status,
-                message=f"read {plates[0] or 'no plate'}",
-                plate=plates[0],
+            message = f"read {plates[0] or 'no plate'}"
+            return Outcome(True, reply.status, message, (("plate", plates[0]),))
+        if status is not None and not status.ok:
+            return Outcome(
+                False, reply.status, status.describe(), (("sub_status", status.sub_status),)
             )
-        elif status is not None and not status.ok:
-            self.reply(
-                command,
-                ok=False,
-                status=reply.status,
-                message=status.describe(),
-                sub_status=status.sub_status,
-            )
-        else:
-            self.reply(
-                command,
-                ok=True,
-                status=reply.status,
-                message=status.describe() if status else "triggered; no read in the answer",
-                plate=None,
-            )
+        message = status.describe() if status else "triggered; no read in the answer"
+        return Outcome(True, reply.status, message, (("plate", None),))
 
     def _parts(self, reply: CameraReply) -> list[Part] | None:
         if not reply.content_type.lower().startswith("multipart/"):
@@ -205,16 +168,16 @@ class CommandRunner:
 
     # -- outputs and barrier --------------------------------------------------------------
 
-    def _put(self, client: CameraClient, path: str, body: str, what: str) -> CameraReply:
-        reply = client.put(path, body.encode(), content_type=XML)
-        status = parse_response_status(reply.body)
+    def _put(self, path: str, body: str, what: str) -> CameraReply:
+        reply = self.client.put(path, body.encode(), content_type=XML)
+        status = isapi.response_status(reply.body)
         if status is not None and not status.ok:
             raise CameraHTTPError(
                 f"{what}: {status.describe()}", status=reply.status, sub_status=status.sub_status
             )
         return reply
 
-    def _output(self, client: CameraClient, command: Command) -> None:
+    def _output(self, command: Command) -> Outcome:
         value = command.value.strip().lower()
         level = "low" if value == "off" else "high"
         path = OUTPUT_PATH.format(output=command.output)
@@ -222,47 +185,35 @@ class CommandRunner:
             '<?xml version="1.0" encoding="UTF-8"?>'
             f"<IOPortData><outputState>{level}</outputState></IOPortData>"
         )
-        reply = self._put(client, path + "/trigger", body, f"output {command.output}")
-        state = self._output_state(client, command.output)
-        pulse = None
-        if value not in ("on", "off"):
-            pulse = float(value)
-            off = Command("output", command.reply_to, command.output, "off", command.source)
-            timer = threading.Timer(pulse, self.queue.put, args=(off,))
-            timer.daemon = True
-            self._timers = [t for t in self._timers if t.is_alive()] + [timer]
-            timer.start()
+        reply = self._put(path + "/trigger", body, f"output {command.output}")
+        state = self._output_state(command.output)
+        pulse = None if value in ("on", "off") else float(value)
         log.info("camera %s: output %d %s (%s)", self.name, command.output, value, command.source)
-        self.reply(
-            command,
-            ok=True,
-            status=reply.status,
-            message=f"output {command.output} {level}" + (f" for {pulse:g} s" if pulse else ""),
-            state=state,
+        return Outcome(
+            True,
+            reply.status,
+            f"output {command.output} {level}" + (f" for {pulse:g} s" if pulse else ""),
+            (("state", state),),
+            pulse_off=pulse,
+            output_state=state,
         )
 
-    def _output_state(self, client: CameraClient, output: int) -> str | None:
-        """Read back the output's state and publish it retained (None if unknown)."""
+    def _output_state(self, output: int) -> str | None:
+        """The output's state as the camera reports it (None if unknown)."""
         try:
-            reply = client.request(OUTPUT_PATH.format(output=output) + "/status", limit=65536)
-            root, node = parse_xml(reply.body)
-        except (CameraHTTPError, CameraUnreachable, DecodeError) as exc:
+            reply = self.client.request(OUTPUT_PATH.format(output=output) + "/status", limit=65536)
+        except (CameraHTTPError, CameraUnreachable) as exc:
             log.warning("camera %s: output %d status unknown: %s", self.name, output, exc)
             return None
-        io_state = str(node.get("ioState") or "").strip().lower()
-        if root != "IOPortStatus" or io_state not in ("active", "inactive"):
-            return None
-        state = "on" if io_state == "active" else "off"
-        self._publish(self.topics.output_state(self.name, output), state, retain=True)
-        return state
+        return isapi.io_state(reply.body)
 
-    def _barrier(self, client: CameraClient, command: Command) -> None:
+    def _barrier(self, command: Command) -> Outcome:
         mode = command.value.strip().lower()
         path = BARRIER_PATH.format(channel=self.settings.channel)
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>'
             f"<BarrierGate><ctrlMode>{mode}</ctrlMode></BarrierGate>"
         )
-        reply = self._put(client, path, body, "barrier")
+        reply = self._put(path, body, "barrier")
         log.info("camera %s: barrier %s (%s)", self.name, mode, command.source)
-        self.reply(command, ok=True, status=reply.status, message=f"barrier {mode}")
+        return Outcome(True, reply.status, f"barrier {mode}")

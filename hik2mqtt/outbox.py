@@ -4,8 +4,9 @@
   they go to the spool, in order, and leave it only when the broker has acknowledged
   them. A read published straight away and not yet acknowledged when the bridge stops is
   put at the head of the spool, so a restart loses none (with a spool folder).
-- Pictures are retained "last picture" topics: while the broker is away only the newest
-  picture per topic is kept, and published after the reads that wait.
+- Retained "latest value" topics (pictures, a camera's last read) take the "latest wins"
+  path (:meth:`Outbox.latest`): while the broker is away only the newest payload per topic
+  is kept, and published after the reads that wait.
 
 paho calls ``on_published`` from its network thread while holding its own locks, so that
 callback only appends to a deque; everything else happens on the caller's threads or the
@@ -39,7 +40,7 @@ class Outbox:
         self._ack_event = threading.Event()
         self._unacked: dict[int, tuple[str, bytes]] = {}  # mid -> read published directly
         self._rows_in_flight: dict[int, int] = {}  # mid -> spool row id
-        self._pictures: dict[str, bytes] = {}  # topic -> newest picture held back
+        self._latest: dict[str, bytes] = {}  # topic -> newest retained payload held back
         self._mids: set[int] = set()  # everything this outbox published, not yet acknowledged
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -101,12 +102,14 @@ class Outbox:
             self._backlog = True
         self._wake.set()
 
-    def picture(self, topic: str, data: bytes) -> None:
+    def latest(self, topic: str, payload: bytes) -> None:
+        """A retained latest-value message: while it can't go out, only the newest per
+        topic waits."""
         with self._lock:
             if self._direct():
-                self._publish(topic, data, retain=True)
+                self._publish(topic, payload, retain=True)
                 return
-            self._pictures[topic] = data  # the newest picture wins
+            self._latest[topic] = payload  # the newest wins
             self._backlog = True
         self._wake.set()
 
@@ -149,11 +152,11 @@ class Outbox:
                     self._rows_in_flight[mid] = row_id
                     delivered += 1
                 if room > 0 and not rows and not self._rows_in_flight:
-                    # Reads are all out: then the newest pictures, and back to direct.
-                    while self._pictures and len(self._mids) < MAX_OUTSTANDING:
-                        topic = next(iter(self._pictures))
-                        self._publish(topic, self._pictures.pop(topic), retain=True)
-                    if not self._pictures:
+                    # Reads are all out: then the newest latest-values, and back to direct.
+                    while self._latest and len(self._mids) < MAX_OUTSTANDING:
+                        topic = next(iter(self._latest))
+                        self._publish(topic, self._latest.pop(topic), retain=True)
+                    if not self._latest:
                         self._backlog = False
                         break
             self._ack_event.wait(0.5)

@@ -16,10 +16,11 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from hik2mqtt.backoff import reconnect_delay
-from hik2mqtt.camera import AuthGate, CameraClient
-from hik2mqtt.errors import AuthError, CameraError, DecodeError
-from hik2mqtt.events import PolledPlate, decode_plates
+from hik2mqtt import isapi
+from hik2mqtt.camera import CameraClient, CameraReply
+from hik2mqtt.errors import CameraError, DecodeError
+from hik2mqtt.events import PolledPlate
+from hik2mqtt.numbers import PIC_NAME, read_number
 from hik2mqtt.reads import Output, PictureArrived, ReadArrived
 
 log = logging.getLogger(__name__)
@@ -29,104 +30,81 @@ PICTURE_PATH = "/doc/ui/images/plate/{pic_name}.jpg"
 XML = "application/xml"
 
 
-class PollWorker:
-    def __init__(
-        self,
-        *,
-        client: CameraClient,
-        sink: Callable[[Output], None],
-        on_status: Callable[[bool], None],
-        stop: threading.Event,
-        auth: AuthGate,
-        max_part_size: int,
-    ) -> None:
+class PollFetcher:
+    """Poll mode's way of fetching reads: a session is a run of successful polls."""
+
+    what = "polling of the plate list"
+
+    def __init__(self, *, client: CameraClient, stop: threading.Event, max_part_size: int) -> None:
         self.client = client
         self.name = client.name
-        self._sink = sink
-        self._on_status = on_status
         self._stop = stop
-        self.auth = auth
         self._max = max_part_size
-        self.cursor: str | None = None
-        self.last_delay = 0.0
+        self.cursor: int | None = None  # the largest picName handed on (None: not yet known)
 
-    def begin_stop(self) -> None:
-        self._stop.set()
+    def poll(self) -> CameraReply:
+        body = f"<AfterTime><picTime>{self.cursor or 0}</picTime></AfterTime>".encode()
+        path = PLATES_PATH.format(channel=self.client.settings.channel)
+        return self.client.send("POST", path, body, content_type=XML, limit=self._max)
+
+    def open(self) -> PollSession:
+        return PollSession(self, self.poll())
+
+    def close(self) -> None:
+        self.client.close()
+
+    def take(self, entries: list[PolledPlate], deliver: Callable[[Output], None]) -> bool:
+        """Hand on the entries past the cursor, oldest first; True if any."""
+        if self.cursor is None:  # first answer: where we start, nothing published
+            last = read_number(entries[-1].pic_name, PIC_NAME) if entries else None
+            self.cursor = last or 0
+            log.info("camera %s: polling plates after picName %s", self.name, self.cursor)
+            return False
+        taken = False
+        for entry in entries:
+            number = read_number(entry.pic_name, PIC_NAME)
+            if number is None or number <= self.cursor:
+                continue  # seen already (old entries repeat), or not a picName we can use
+            self.cursor = number
+            taken = True
+            arrived = ReadArrived(
+                read=entry.read, received=datetime.now().astimezone(), kinds=("picture",)
+            )
+            deliver(arrived)
+            try:
+                picture = self.client.request(PICTURE_PATH.format(pic_name=number), limit=self._max)
+            except CameraError as exc:
+                log.warning("camera %s: picture %s: %s", self.name, number, exc)
+                continue
+            deliver(PictureArrived(read=arrived, kind="picture", name=None, data=picture.body))
+        return taken
+
+
+class PollSession:
+    """Polls every ``poll_interval`` until a poll fails (which ends the session by raising)."""
+
+    def __init__(self, fetcher: PollFetcher, first: CameraReply) -> None:
+        self._fetcher = fetcher
+        self._reply = first
+        self.delivered = True  # an answered poll counts: the worker's backoff starts again
 
     def quiet(self) -> bool:
         return True  # a poll in progress is short; nothing waits in a socket
 
     def abort(self) -> None:
+        pass  # the stop event ends the wait between polls
+
+    def close(self) -> None:
         pass
 
-    def _wait(self, delay: float) -> None:
-        self.last_delay = delay
-        self._stop.wait(delay)
-
-    def run(self) -> None:
-        settings = self.client.settings
-        failures = 0
-        in_outage = False
-        while not self._stop.is_set():
-            if (locked_out := self.auth.remaining()) > 0:
-                self._wait(locked_out)
-                continue
-            body = f"<AfterTime><picTime>{self.cursor or '0'}</picTime></AfterTime>".encode()
+    def pump(self, deliver: Callable[[Output], None]) -> None:
+        fetcher = self._fetcher
+        interval = fetcher.client.settings.poll_interval
+        while True:
             try:
-                reply = self.client.send(
-                    "POST",
-                    PLATES_PATH.format(channel=settings.channel),
-                    body,
-                    content_type=XML,
-                    limit=self._max,
-                )
-                plates = decode_plates(reply.body)
-            except AuthError as exc:
-                delay = self.auth.refused_by(self.name, exc)
-                self._on_status(False)
-                in_outage = True
-                self._wait(delay)
-                continue
-            except CameraError as exc:
-                self._on_status(False)
-                if not in_outage:
-                    log.warning("camera %s: polling failed (%s); retrying", self.name, exc)
-                    in_outage = True
-                self._wait(reconnect_delay(failures))
-                failures += 1
-                continue
+                fetcher.take(isapi.plates(self._reply.body), deliver)
             except DecodeError as exc:
-                log.warning("camera %s: unreadable plate list: %s", self.name, exc)
-                self._wait(settings.poll_interval)
-                continue
-            if in_outage:
-                log.info("camera %s: polling again", self.name)
-            in_outage, failures = False, 0
-            self.auth.accepted()
-            self._on_status(True)
-            self._take(plates)
-            self._wait(settings.poll_interval)
-        self.client.close()
-
-    def _take(self, entries: list[PolledPlate]) -> None:
-        if self.cursor is None:  # first answer: where we start, nothing published
-            self.cursor = entries[-1].pic_name if entries else "0"
-            log.info("camera %s: polling plates after picName %s", self.name, self.cursor)
-            return
-        cursor = int(self.cursor)
-        for entry in entries:
-            if int(entry.pic_name) <= cursor:
-                continue  # seen already (old entries repeat)
-            self.cursor = entry.pic_name
-            arrived = ReadArrived(
-                read=entry.read, received=datetime.now().astimezone(), kinds=("picture",)
-            )
-            self._sink(arrived)
-            try:
-                picture = self.client.request(
-                    PICTURE_PATH.format(pic_name=entry.pic_name), limit=self._max
-                )
-            except CameraError as exc:
-                log.warning("camera %s: picture %s: %s", self.name, entry.pic_name, exc)
-                continue
-            self._sink(PictureArrived(read=arrived, kind="picture", name=None, data=picture.body))
+                log.warning("camera %s: unreadable plate list: %s", fetcher.name, exc)
+            if fetcher._stop.wait(interval):
+                return
+            self._reply = fetcher.poll()

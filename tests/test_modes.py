@@ -119,7 +119,8 @@ def test_poll_publishes_new_plates_once_in_order_and_never_the_backlog(
     cam = camera_config(simulator, mode="poll", poll_interval=0.2)
     bridge = run_bridge(bridge_settings(broker, prefix, {"traffic": cam}))
     worker = bridge.cameras["traffic"].worker
-    wait_until(lambda: getattr(worker, "cursor", None) is not None)
+    assert worker is not None
+    wait_until(lambda: getattr(worker.fetcher, "cursor", None) is not None)
     new = [simulator.add_plate(f"NEW {i}") for i in range(5)]
     sub.wait_for(f"{prefix}/traffic/plate", 5)
     wait_until(lambda: simulator.count("/ISAPI/Traffic/channels/1/vehicleDetect") >= 3 + 3)

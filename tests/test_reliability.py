@@ -203,7 +203,7 @@ def test_camera_back_within_five_seconds_and_logged_once(
 ) -> None:
     """A camera down through several retries is reported once (not a line per retry), and
     its stream is open again within 5 s of it being reachable."""
-    caplog.set_level(logging.DEBUG, logger="hik2mqtt.camera")
+    caplog.set_level(logging.DEBUG, logger="hik2mqtt.worker")
     sub = subscribe(f"{prefix}/cam/status")
     sim = Simulator(heartbeat=None).start()
     port = sim.port

@@ -1,0 +1,750 @@
+"""The bridge's decisions, with no I/O: what arrived and the state in, effects out.
+
+Like h11's ``Connection``, :class:`Pipeline` never touches a socket, a file, a thread or
+the clock on its own: it is handed an input (a read, a picture, another event, a camera's
+status, an MQTT message, a command's outcome, new plate lists ...) and returns what must
+happen, as plain values (:data:`Effect`): publish this, write this picture file, run this
+camera command (now or later), log this. The runtime (:mod:`hik2mqtt.runtime`) carries the
+effects out. Time comes from the injected ``clock`` (monotonic seconds) and ``now`` (the
+wall clock, for a read's age); randomness from ``rng``.
+
+Policies decided here, each tested by calling :meth:`Pipeline.handle` directly
+(``tests/test_pipeline.py``):
+
+- a read's enrichment: age, stale reads marked retransmitted (with one clock warning per
+  camera), normalised plate, list match, duplicate flag; duplicates dropped or flagged;
+- the gate rule (:func:`hik2mqtt.gate.decide`): its decision is published and, when it
+  opens, a camera command is returned (never run from here);
+- pictures: retained topics and/or files, at most :data:`MAX_PICTURE_TOPICS` kinds a camera;
+- other events, filtered by ``HIK2MQTT_EVENTS`` (parsed once);
+- commands from MQTT (or the web page): retained ones ignored, unknown cameras, payload
+  size and text, output numbers, the trigger rate limit, a busy camera: refused with a
+  reason on ``<command topic>/result``; accepted ones become :class:`RunCommand`;
+- camera statuses (published on change), Home Assistant discovery and the camera registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hik2mqtt.commands import Command, CommandKind, check_value
+from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs, removal_topics
+from hik2mqtt.gate import decide
+from hik2mqtt.numbers import OUTPUT_ID, read_number
+from hik2mqtt.plates import Duplicates, Lists, normalize
+from hik2mqtt.reads import EventArrived, PictureArrived, ReadArrived
+from hik2mqtt.topics import (
+    OFFLINE,
+    ONLINE,
+    Topics,
+    picture_path,
+    plate_payload,
+    read_age,
+    result_payload,
+    safe_file_part,
+)
+
+MAX_COMMAND_PAYLOAD = 1024
+COMMAND_QUEUE = 4  # commands waiting or running per camera; more are refused as busy
+MAX_PICTURE_TOPICS = 8  # distinct picture kinds (retained topics) per camera
+REGISTRY_DELAY = 2.0  # after a connect: the retained registry has arrived by then
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The broker connection is up (again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIn:
+    camera: str
+    source: str  # stream, push, poll or manual
+    arrived: ReadArrived
+
+
+@dataclass(frozen=True, slots=True)
+class PictureIn:
+    camera: str
+    picture: PictureArrived
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    camera: str
+    source: str
+    arrived: EventArrived
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedIn:
+    """A part a camera sent that was not understood."""
+
+    camera: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusIn:
+    camera: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIn:
+    """An MQTT message on a topic the bridge subscribes to."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+    response_topic: str | None = None  # MQTT 5 request/response
+    correlation: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """A command from elsewhere than MQTT (the web page): validated like an MQTT one."""
+
+    camera: str
+    kind: CommandKind
+    output: int | None
+    value: str
+    source: str = "web"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDone:
+    """A camera command finished: its outcome, for ``<command topic>/result``."""
+
+    camera: str
+    command: Command
+    ok: bool
+    status: int | None
+    message: str
+    extra: tuple[tuple[str, str | int | None], ...] = ()
+    pulse_off: float | None = None  # an output pulse: switch it off after this many seconds
+
+
+@dataclass(frozen=True, slots=True)
+class OutputStateIn:
+    camera: str
+    output: int
+    state: str  # on | off
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfoIn:
+    camera: str
+    info: DeviceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ListsIn:
+    """New plate lists took effect."""
+
+    lists: Lists
+
+
+@dataclass(frozen=True, slots=True)
+class Rediscover:
+    """Publish Home Assistant discovery again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryDue:
+    """Time to publish the retained registry of announced cameras."""
+
+
+Input = (
+    Connected
+    | ReadIn
+    | PictureIn
+    | EventIn
+    | SkippedIn
+    | StatusIn
+    | MessageIn
+    | CommandRequest
+    | CommandDone
+    | OutputStateIn
+    | DeviceInfoIn
+    | ListsIn
+    | Rediscover
+    | RegistryDue
+)
+
+# -- effects --------------------------------------------------------------------------------
+
+Route = Literal["spool", "latest", "now"]
+"""How a message goes out: ``spool`` (reads and events: never lost, in order, wait in the
+spool while the broker is away), ``latest`` (retained last-value topics: pictures and the
+last read; only the newest per topic waits), ``now`` (statuses, results, decisions,
+discovery: straight to paho, which queues them briefly)."""
+
+Kind = Literal[
+    "read", "event", "gate", "result", "picture", "state", "status", "output", "discovery"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    retain: bool = False
+    route: Route = "now"
+    kind: Kind = "status"
+    camera: str | None = None
+    event_id: str | None = None
+    correlation: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    path: Path
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RunCommand:
+    camera: str
+    command: Command
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: int
+    message: str
+    args: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    delay: float
+    input: Input
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDeviceInfo:
+    camera: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    camera: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WakeOutbox:
+    """The broker is back: deliver what waits."""
+
+
+Effect = (
+    Publish | WriteFile | RunCommand | Log | Later | FetchDeviceInfo | StatusChanged | WakeOutbox
+)
+
+# -- state ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CameraState:
+    """What the pipeline remembers of one camera."""
+
+    settings: CameraSettings
+    status: str | None = None  # online | offline; None until known
+    last_trigger: float = float("-inf")
+    commands: int = 0  # queued or running
+    info_asked: bool = False
+    clock_warned: bool = False
+    picture_kinds: set[str] = field(default_factory=set)
+    kinds_warned: bool = False
+
+
+def event_filter(setting: str) -> Callable[[str], bool]:
+    """``HIK2MQTT_EVENTS`` parsed once: which other events' types are published."""
+    wanted = setting.strip().lower()
+    if wanted == "all":
+        return lambda _type: True
+    if wanted == "none":
+        return lambda _type: False
+    types = frozenset(t.strip().lower() for t in wanted.split(",") if t.strip())
+    return lambda event_type: event_type.lower() in types
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class Pipeline:
+    """The decisions of one bridge. Not thread-safe: the runtime calls it under a lock."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        topics: Topics,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = lambda: 0.5,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.clock = clock
+        self.rng = rng
+        self.lists = Lists()
+        self.duplicates = Duplicates(settings.duplicate_window, clock=clock)
+        self.cameras = {name: CameraState(cam) for name, cam in settings.cameras.items()}
+        self.device_info: dict[str, DeviceInfo] = {}
+        self.registry_seen = False
+        self._wanted = event_filter(settings.events)
+        self._ha = settings.homeassistant
+        self._images = settings.images
+
+    # -- the one entry point ----------------------------------------------------------------
+
+    def handle(self, item: Input) -> list[Effect]:
+        """What ``item`` leads to. Never raises for anything a camera or publisher sent."""
+        if isinstance(item, ReadIn):
+            return self._read(item)
+        if isinstance(item, PictureIn):
+            return self._picture(item)
+        if isinstance(item, EventIn):
+            return self._event(item)
+        if isinstance(item, SkippedIn):
+            return [Log(logging.WARNING, "camera %s: skipped %s", (item.camera, item.reason))]
+        if isinstance(item, StatusIn):
+            return self._status(item.camera, item.online)
+        if isinstance(item, MessageIn):
+            return self._message(item)
+        if isinstance(item, CommandRequest):
+            return self._request(item)
+        if isinstance(item, CommandDone):
+            return self._done(item)
+        if isinstance(item, OutputStateIn):
+            topic = self.topics.output_state(item.camera, item.output)
+            return [Publish(topic, item.state.encode(), retain=True, kind="output")]
+        if isinstance(item, DeviceInfoIn):
+            self.device_info[item.camera] = item.info
+            return self._discover()
+        if isinstance(item, ListsIn):
+            self.lists = item.lists
+            return []
+        if isinstance(item, Rediscover):
+            return self._discover()
+        if isinstance(item, RegistryDue):
+            return self._registry()
+        return self._connected()
+
+    def statuses(self) -> dict[str, str]:
+        """Each camera's status (``starting`` until known)."""
+        return {name: cam.status or "starting" for name, cam in self.cameras.items()}
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _picture_file(self, camera: str, arrived: ReadArrived, kind: str) -> Path | None:
+        if self._images.dir is None:
+            return None
+        return picture_path(
+            self._images.dir, camera=camera, read=arrived.read, kind=kind, received=arrived.received
+        )
+
+    def _read(self, item: ReadIn) -> list[Effect]:
+        camera, arrived = item.camera, item.arrived
+        state = self.cameras[camera]
+        read = arrived.read
+        effects: list[Effect] = []
+        kinds = [k for k in arrived.kinds if self._kind_allowed(state, k, effects)]
+        images = {
+            kind: {
+                "topic": self.topics.image(camera, kind) if self._images.mqtt else None,
+                "file": str(path) if (path := self._picture_file(camera, arrived, kind)) else None,
+            }
+            for kind in kinds
+        }
+        age = read_age(read, arrived.received)
+        max_age = state.settings.max_age
+        stale = bool(max_age) and age is not None and age > max_age
+        if stale and not read.retransmitted and not state.clock_warned:
+            state.clock_warned = True
+            effects.append(self._clock_warning(camera, age))
+        retransmitted = read.retransmitted or stale
+        normalized = normalize(read.plate)
+        match = self.lists.match(read.plate)
+        duplicate = self.duplicates.check(camera, normalized)
+        payload = plate_payload(
+            camera=camera,
+            read=read,
+            source=item.source,
+            received=arrived.received,
+            images=images,
+            age=age,
+            retransmitted=retransmitted,
+            extra={
+                "normalized": normalized,
+                "match": match.as_dict() if match else None,
+                "duplicate": duplicate,
+            },
+        )
+        effects.append(
+            Log(
+                logging.INFO,
+                "camera %s: plate %s (confidence %s, %s)%s%s",
+                (
+                    camera,
+                    read.plate or f"not read ({read.raw_plate})",
+                    read.confidence,
+                    item.source,
+                    f" [retransmitted, {age:.0f} s old]" if retransmitted and age else "",
+                    " [duplicate]" if duplicate else "",
+                ),
+            )
+        )
+        if duplicate and self.settings.duplicates == "drop":
+            return effects
+        effects.append(
+            Publish(
+                self.topics.plate(camera),
+                payload,
+                route="spool",
+                kind="read",
+                camera=camera,
+                event_id=read.event_id,
+            )
+        )
+        # Retained: the last read, for dashboards (the "latest wins" path).
+        state_topic = self.topics.state(camera)
+        effects.append(Publish(state_topic, payload, retain=True, route="latest", kind="state"))
+        rule = state.settings.gate
+        if not rule.enabled:
+            return effects
+        decision = decide(
+            rule,
+            plate=read.plate,
+            confidence=read.confidence,
+            retransmitted=retransmitted,
+            duplicate=duplicate,
+            age=age,
+            match=match,
+        )
+        action = None
+        if decision.open:
+            action = (
+                "barrier open" if rule.barrier else f"output {rule.output} for {rule.pulse:g} s"
+            )
+        gate = {
+            "plate": read.plate,
+            "event_id": read.event_id,
+            "open": decision.open,
+            "reason": decision.reason,
+            "action": action,
+        }
+        effects.append(Publish(self.topics.gate(camera), _json(gate), kind="gate", camera=camera))
+        verb = "opens" if decision.open else "stays"
+        effects.append(Log(logging.INFO, "camera %s: gate %s: %s", (camera, verb, decision.reason)))
+        if decision.open:
+            if rule.barrier:
+                command = Command("barrier", self.topics.barrier_set(camera), 0, "open", "gate")
+            else:
+                topic = self.topics.output_set(camera, rule.output)
+                command = Command("output", topic, rule.output, f"{rule.pulse:g}", "gate")
+            effects.extend(self._queue(camera, command))
+        return effects
+
+    def _kind_allowed(self, state: CameraState, kind: str, effects: list[Effect]) -> bool:
+        """At most MAX_PICTURE_TOPICS picture kinds (retained topics) per camera."""
+        if kind in state.picture_kinds:
+            return True
+        if len(state.picture_kinds) < MAX_PICTURE_TOPICS:
+            state.picture_kinds.add(kind)
+            return True
+        if not state.kinds_warned:
+            state.kinds_warned = True
+            effects.append(
+                Log(
+                    logging.WARNING,
+                    "a camera sent more than %d kinds of picture; pictures of kind %s and any "
+                    "further new kinds are not published",
+                    (MAX_PICTURE_TOPICS, kind),
+                )
+            )
+        return False
+
+    def _clock_warning(self, camera: str, age: float | None) -> Log:
+        return Log(
+            logging.WARNING,
+            "camera %s: a read arrived %.0f s after the camera's time for it; reads older than "
+            "%.0f s are marked retransmitted. If the camera's clock is wrong, set it (NTP) or "
+            "raise HIK2MQTT_CAMERAS__%s__MAX_AGE (0 turns this off)",
+            (camera, age or 0, self.cameras[camera].settings.max_age, camera.upper()),
+        )
+
+    def _picture(self, item: PictureIn) -> list[Effect]:
+        camera, picture = item.camera, item.picture
+        state = self.cameras[camera]
+        if picture.kind not in state.picture_kinds:
+            effects: list[Effect] = []
+            if not self._kind_allowed(state, picture.kind, effects):
+                return effects
+        effects = []
+        if self._images.mqtt:
+            topic = self.topics.image(camera, picture.kind)
+            effects.append(
+                Publish(topic, picture.data, retain=True, route="latest", kind="picture")
+            )
+        path = self._picture_file(camera, picture.read, picture.kind)
+        if path is not None:
+            effects.append(WriteFile(path, picture.data))
+        return effects
+
+    def _event(self, item: EventIn) -> list[Effect]:
+        event = item.arrived.event
+        if not self._wanted(event.event_type):
+            return []
+        kind = safe_file_part(event.event_type, fallback="event", limit=40)
+        payload = {
+            "camera": item.camera,
+            "type": event.event_type,
+            "state": event.state,
+            "description": event.description,
+            "channel": event.channel,
+            "time": event.time,
+            "source": item.source,
+        }
+        topic = self.topics.event(item.camera, kind)
+        return [Publish(topic, _json(payload), route="spool", kind="event", camera=item.camera)]
+
+    # -- statuses, discovery ----------------------------------------------------------------
+
+    def _status(self, camera: str, online: bool) -> list[Effect]:
+        state = self.cameras.get(camera)
+        value = ONLINE if online else OFFLINE
+        if state is None or state.status == value:
+            return []
+        state.status = value
+        effects: list[Effect] = [
+            Publish(self.topics.camera_status(camera), value.encode(), retain=True),
+            StatusChanged(camera, online),
+            Log(logging.INFO, "camera %s: %s", (camera, value)),
+        ]
+        if online and not state.info_asked:
+            # Its login works now: ask for the device info for Home Assistant (once; never
+            # while logins are refused, which would help lock the account).
+            state.info_asked = True
+            if self._ha.enabled:
+                effects.append(FetchDeviceInfo(camera))
+        return effects
+
+    def _connected(self) -> list[Effect]:
+        """After every (re)connect: bridge online, waiting reads, discovery, registry,
+        each camera's status."""
+        effects: list[Effect] = [
+            Publish(self.topics.bridge_status, ONLINE.encode(), retain=True),
+            WakeOutbox(),
+        ]
+        if self._ha.enabled:
+            effects += self._discover()
+            # After the retained registry has been read (it arrives on subscribe, before
+            # this), say which cameras are announced now.
+            effects.append(Later(REGISTRY_DELAY, RegistryDue()))
+        for camera, state in self.cameras.items():
+            if state.status is not None:
+                topic = self.topics.camera_status(camera)
+                effects.append(Publish(topic, state.status.encode(), retain=True))
+        return effects
+
+    def _discover(self) -> list[Effect]:
+        if not self._ha.enabled:
+            return []
+        configs = bridge_configs(self.topics, discovery_prefix=self._ha.prefix)
+        for name, state in self.cameras.items():
+            configs.update(
+                camera_configs(
+                    self.topics,
+                    discovery_prefix=self._ha.prefix,
+                    camera=name,
+                    display_name=state.settings.name or name,
+                    configuration_url=state.settings.base_url,
+                    info=self.device_info.get(name, DeviceInfo()),
+                )
+            )
+        return [
+            Publish(topic, payload, retain=True, kind="discovery")
+            for topic, payload in configs.items()
+        ]
+
+    def _registry(self) -> list[Effect]:
+        self.registry_seen = True
+        registry = json.dumps(sorted(self.cameras)).encode()
+        return [Publish(self.topics.camera_registry, registry, retain=True, kind="discovery")]
+
+    def _ha_message(self, item: MessageIn) -> list[Effect] | None:
+        """Home Assistant's status and our camera registry; None for anything else."""
+        if item.topic == f"{self._ha.prefix}/status":
+            if item.payload.strip() == b"online":
+                # HA (re)started: announce again after a short random delay, so that many
+                # bridges and devices don't all answer in the same instant.
+                return [Later(0.5 + 2.5 * self.rng(), Rediscover())]
+            return []
+        if item.topic != self.topics.camera_registry:
+            return None
+        if self.registry_seen:
+            return []
+        self.registry_seen = True
+        try:
+            before = json.loads(item.payload or b"[]")
+        except (ValueError, RecursionError):
+            before = []
+        if not isinstance(before, list):
+            before = []
+        effects: list[Effect] = []
+        gone = {str(c) for c in before[:10_000]} - set(self.cameras)
+        for camera in sorted(gone):
+            effects.append(
+                Log(
+                    logging.INFO,
+                    "camera %s is no longer configured: removing it from Home Assistant",
+                    (camera,),
+                )
+            )
+            effects += [
+                Publish(topic, b"", retain=True, kind="discovery")
+                for topic in removal_topics(self._ha.prefix, camera)
+            ]
+        return effects
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _refuse(
+        self, topic: str, message: str, *, response: str | None = None, corr: bytes | None = None
+    ) -> list[Effect]:
+        payload = result_payload(ok=False, status=None, message=message)
+        effects: list[Effect] = [
+            Log(logging.WARNING, "refused a command on %s: %s", (topic, message)),
+            Publish(self.topics.result(topic), payload, kind="result"),
+        ]
+        if response:
+            effects.append(Publish(response, payload, kind="result", correlation=corr))
+        return effects
+
+    def _message(self, item: MessageIn) -> list[Effect]:
+        if self._ha.enabled and (effects := self._ha_message(item)) is not None:
+            return effects
+        parsed = self.topics.parse_command(item.topic)
+        if parsed is None:
+            return [Log(logging.WARNING, "ignored a message on %s", (item.topic,))]
+        name, kind, output_text = parsed
+        if item.retained:
+            return [
+                Log(
+                    logging.WARNING,
+                    "ignored a retained message on %s: a command must not be retained (it "
+                    "would fire again at every restart); clear it with an empty retained message",
+                    (item.topic,),
+                )
+            ]
+
+        def refuse(message: str) -> list[Effect]:
+            return self._refuse(
+                item.topic, message, response=item.response_topic, corr=item.correlation
+            )
+
+        if name not in self.cameras:
+            return refuse(f"no camera named {name!r}")
+        if len(item.payload) > MAX_COMMAND_PAYLOAD:
+            return refuse(f"payload of {len(item.payload)} bytes is over {MAX_COMMAND_PAYLOAD}")
+        try:
+            value = item.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return refuse("payload is not UTF-8 text")
+        output = 0
+        if output_text is not None:
+            number = read_number(output_text, OUTPUT_ID)
+            if number is None:
+                return refuse(f"output {output_text[:20]!r}: expected a number from 1 to 64")
+            output = number
+        command = Command(
+            kind,  # type: ignore[arg-type]  # parse_command returns one of the three
+            item.topic,
+            output,
+            value,
+            response_topic=item.response_topic,
+            correlation=item.correlation,
+        )
+        return self._validate(name, command, refuse)
+
+    def _request(self, item: CommandRequest) -> list[Effect]:
+        """A command from the web page: the same checks as one from MQTT."""
+        if item.camera not in self.cameras:
+            return []
+        if item.kind == "trigger":
+            topic = self.topics.trigger(item.camera)
+        elif item.kind == "barrier":
+            topic = self.topics.barrier_set(item.camera)
+        else:
+            topic = self.topics.output_set(item.camera, item.output or 0)
+            if read_number(item.output, OUTPUT_ID) is None:
+                return self._refuse(topic, f"output {item.output}: expected a number from 1 to 64")
+        command = Command(item.kind, topic, item.output or 0, item.value, item.source)
+
+        def refuse(message: str) -> list[Effect]:
+            return self._refuse(topic, message)
+
+        return self._validate(item.camera, command, refuse)
+
+    def _validate(
+        self, camera: str, command: Command, refuse: Callable[[str], list[Effect]]
+    ) -> list[Effect]:
+        if (problem := check_value(command.kind, command.value)) is not None:
+            return refuse(problem)
+        state = self.cameras[camera]
+        if command.kind == "trigger":
+            now = self.clock()
+            interval = state.settings.trigger_interval
+            if now - state.last_trigger < interval:
+                return refuse(f"rate limited: at most one trigger every {interval:g} s")
+            state.last_trigger = now
+        return self._queue(camera, command, refuse)
+
+    def _queue(
+        self,
+        camera: str,
+        command: Command,
+        refuse: Callable[[str], list[Effect]] | None = None,
+    ) -> list[Effect]:
+        state = self.cameras[camera]
+        if state.commands >= COMMAND_QUEUE:
+            message = "busy: earlier commands still running"
+            return refuse(message) if refuse else self._refuse(command.reply_to, message)
+        state.commands += 1
+        return [RunCommand(camera, command)]
+
+    def _done(self, item: CommandDone) -> list[Effect]:
+        state = self.cameras.get(item.camera)
+        if state is not None and state.commands > 0 and not item.command.follow_up:
+            state.commands -= 1
+        command = item.command
+        payload = result_payload(
+            ok=item.ok, status=item.status, message=item.message, **dict(item.extra)
+        )
+        effects: list[Effect] = [
+            Publish(self.topics.result(command.reply_to), payload, kind="result")
+        ]
+        if command.response_topic:
+            effects.append(
+                Publish(
+                    command.response_topic, payload, kind="result", correlation=command.correlation
+                )
+            )
+        if item.pulse_off is not None:
+            off = Command(
+                "output", command.reply_to, command.output, "off", command.source, follow_up=True
+            )
+            effects.append(RunCommand(item.camera, off, delay=item.pulse_off))
+        return effects

@@ -1,0 +1,321 @@
+"""The thin runtime: carries out the pipeline's effects (threads, the outbox, files, timers).
+
+- :meth:`Runtime.submit` hands an input to the pipeline under one lock and carries out the
+  quick effects (publishes, logs, metrics, queueing a command, timers) before releasing
+  it, so that a camera's statuses and reads go out in the order they were decided; slow
+  ones (picture files, the device-info request) run after, on the caller's thread or
+  their own.
+- The control thread takes what paho's callbacks queued (connects, messages), runs the
+  timers (:class:`~hik2mqtt.pipeline.Later`, delayed commands) and the housekeeping
+  (plate lists reload, health file, picture folder pruning).
+- One command thread per camera runs its commands in order over HTTP and hands each
+  outcome back to the pipeline.
+
+Every thread here runs under :func:`hik2mqtt.supervise.supervise`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hik2mqtt import isapi
+from hik2mqtt.camera import AuthGate, CameraClient
+from hik2mqtt.commands import Command, CommandRunner
+from hik2mqtt.config import CameraSettings
+from hik2mqtt.errors import AuthError, CameraError
+from hik2mqtt.images import ImageFolder
+from hik2mqtt.metrics import Metrics
+from hik2mqtt.mqtt import MqttLink
+from hik2mqtt.outbox import Outbox
+from hik2mqtt.pipeline import (
+    CommandDone,
+    DeviceInfoIn,
+    Effect,
+    EventIn,
+    FetchDeviceInfo,
+    Input,
+    Later,
+    ListsIn,
+    Log,
+    OutputStateIn,
+    PictureIn,
+    Pipeline,
+    Publish,
+    ReadIn,
+    RunCommand,
+    SkippedIn,
+    StatusChanged,
+    WakeOutbox,
+    WriteFile,
+)
+from hik2mqtt.plates import ListsFile
+from hik2mqtt.reads import EventArrived, HeartbeatArrived, Output, PictureArrived, ReadArrived
+
+log = logging.getLogger(__name__)
+decisions = logging.getLogger("hik2mqtt.pipeline")
+
+PRUNE_EVERY = 3600.0
+LISTS_CHECK_EVERY = 2.0
+HEALTH_EVERY = 5.0
+DEVICE_INFO_LIMIT = 65536
+
+
+@dataclass
+class CameraHandle:
+    """What the runtime needs of one camera: its settings, its shared login gate, its
+    command queue and a way to make an HTTP client for it."""
+
+    name: str
+    settings: CameraSettings
+    auth: AuthGate
+    new_client: Callable[[], CameraClient]
+    # Unbounded so that stop's sentinel (None) always fits; the pipeline bounds it.
+    commands: queue.Queue[Command | None]
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        link: MqttLink,
+        outbox: Outbox,
+        metrics: Metrics,
+        cameras: dict[str, CameraHandle],
+        lists: ListsFile,
+        folder: ImageFolder | None,
+        health_file: Path | None,
+        stop: threading.Event,
+    ) -> None:
+        self.pipeline = pipeline
+        self.link = link
+        self.outbox = outbox
+        self.metrics = metrics
+        self.cameras = cameras
+        self.lists = lists
+        self.folder = folder
+        self.health_file = health_file
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._control: queue.Queue[Input | None] = queue.Queue()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timers_lock = threading.Lock()
+        self._seq = itertools.count()
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def post(self, item: Input) -> None:
+        """From paho's thread (or any that must not wait): handled on the control thread."""
+        self._control.put(item)
+
+    def wake(self) -> None:
+        self._control.put(None)
+
+    def submit(self, item: Input) -> None:
+        """Hand ``item`` to the pipeline and carry out what it decides."""
+        later: list[Effect] = []
+        with self._lock:
+            try:
+                effects = self.pipeline.handle(item)
+            except Exception:  # a bug costs this input, never the thread that brought it
+                log.exception("error deciding about %s", type(item).__name__)
+                return
+            for effect in effects:
+                if isinstance(effect, WriteFile | FetchDeviceInfo):
+                    later.append(effect)
+                else:
+                    self._apply(effect)
+        for effect in later:
+            self._apply(effect)
+
+    def deliver_for(self, camera: str, source: str) -> Callable[[Output], None]:
+        """Where a camera's outputs (reads, pictures, events) go."""
+        reads = self.metrics.reads.labels(camera, source)
+        pictures = self.metrics.pictures.labels(camera)
+        errors = self.metrics.errors.labels(camera)
+
+        def deliver(output: Output) -> None:
+            if isinstance(output, ReadArrived):
+                reads.inc()
+                self.submit(ReadIn(camera, source, output))
+            elif isinstance(output, PictureArrived):
+                pictures.inc()
+                self.submit(PictureIn(camera, output))
+            elif isinstance(output, EventArrived):
+                self.submit(EventIn(camera, source, output))
+            elif not isinstance(output, HeartbeatArrived):
+                errors.inc()
+                self.submit(SkippedIn(camera, output.reason))
+
+        return deliver
+
+    def statuses(self) -> dict[str, str]:
+        with self._lock:
+            return self.pipeline.statuses()
+
+    # -- effects ----------------------------------------------------------------------------
+
+    def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, Publish):
+            self._publish(effect)
+        elif isinstance(effect, Log):
+            decisions.log(effect.level, effect.message, *effect.args)
+        elif isinstance(effect, StatusChanged):
+            self.metrics.camera_up.labels(effect.camera).set(1 if effect.online else 0)
+            if not effect.online:
+                self.metrics.reconnects.labels(effect.camera).inc()
+        elif isinstance(effect, RunCommand):
+            handle = self.cameras[effect.camera]
+            if effect.delay > 0:
+                self._at(effect.delay, lambda: handle.commands.put(effect.command))
+            else:
+                handle.commands.put(effect.command)
+        elif isinstance(effect, Later):
+            self._at(effect.delay, lambda: self.submit(effect.input))
+        elif isinstance(effect, WriteFile):
+            if self.folder is not None:
+                self.folder.write(effect.path, effect.data)
+        elif isinstance(effect, FetchDeviceInfo):
+            threading.Thread(
+                target=self._device_info, args=(effect.camera,), name="info", daemon=True
+            ).start()
+        elif isinstance(effect, WakeOutbox):
+            self.outbox.wake()
+
+    def _publish(self, effect: Publish) -> None:
+        if effect.route == "spool":
+            self.outbox.read(effect.topic, effect.payload)
+        elif effect.route == "latest":
+            self.outbox.latest(effect.topic, effect.payload)
+        else:
+            self.link.publish(effect.topic, effect.payload, retain=effect.retain)
+
+    def _at(self, delay: float, action: Callable[[], None]) -> None:
+        with self._timers_lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), action))
+        self.wake()
+
+    def _device_info(self, camera: str) -> None:
+        """Once a login has worked: the camera's model, serial and firmware for its HA device."""
+        handle = self.cameras[camera]
+        client = handle.new_client()
+        try:
+            reply = client.request("/ISAPI/System/deviceInfo", limit=DEVICE_INFO_LIMIT)
+        except AuthError as exc:
+            handle.auth.refused(exc)
+            return
+        except CameraError as exc:
+            log.debug("camera %s: no device info (%s)", camera, exc)
+            return
+        finally:
+            client.close()
+        info = isapi.device_info(reply.body)
+        if info is not None:
+            self.post(DeviceInfoIn(camera, info))
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def run_control(self) -> None:
+        """The control thread: queued inputs, timers and housekeeping until the stop."""
+        now = time.monotonic()
+        next_prune = now
+        next_health = now
+        next_lists = now
+        while not self._stop.is_set():
+            now = time.monotonic()
+            due: list[float] = []
+            if self.health_file is not None:
+                if now >= next_health:
+                    self.write_health()
+                    next_health = now + HEALTH_EVERY
+                due.append(next_health)
+            if self.folder is not None:
+                if now >= next_prune:
+                    self.folder.prune()
+                    next_prune = now + PRUNE_EVERY
+                due.append(next_prune)
+            if self.lists.path is not None:
+                if now >= next_lists:
+                    if self.lists.reload():
+                        self.submit(ListsIn(self.lists.lists))
+                    next_lists = now + LISTS_CHECK_EVERY
+                due.append(next_lists)
+            for action in self._due_timers(now):
+                action()
+            with self._timers_lock:
+                if self._timers:
+                    due.append(self._timers[0][0])
+            timeout = max(0.0, min(due) - time.monotonic()) if due else None
+            try:
+                item = self._control.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            if item is not None:
+                self.submit(item)
+
+    def _due_timers(self, now: float) -> list[Callable[[], None]]:
+        actions = []
+        with self._timers_lock:
+            while self._timers and self._timers[0][0] <= now:
+                actions.append(heapq.heappop(self._timers)[2])
+        return actions
+
+    def run_commands(self, runner: CommandRunner) -> None:
+        """One camera's command thread: its commands in order, until the stop sentinel."""
+        handle = self.cameras[runner.name]
+        while (command := handle.commands.get()) is not None:
+            try:
+                outcome = runner.execute(command)
+            except Exception:  # one command's bug must not stop the others
+                log.exception("camera %s: %s failed", runner.name, command.kind)
+                self.submit(CommandDone(runner.name, command, False, None, "internal error"))
+                continue
+            if outcome.output_state is not None:
+                self.submit(OutputStateIn(runner.name, command.output, outcome.output_state))
+            self.submit(
+                CommandDone(
+                    runner.name,
+                    command,
+                    outcome.ok,
+                    outcome.status,
+                    outcome.message,
+                    outcome.extra,
+                    outcome.pulse_off,
+                )
+            )
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health_problems(self) -> list[str]:
+        """What keeps the bridge from being healthy (empty: broker and cameras connected)."""
+        problems = [] if self.link.connected.is_set() else ["not connected to the MQTT broker"]
+        for name, status in self.statuses().items():
+            if status != "online":
+                problems.append(f"camera {name} is {status}")
+        return problems
+
+    def write_health(self) -> None:
+        """The bridge's real state, for ``hik2mqtt health`` (written atomically)."""
+        path = self.health_file
+        if path is None:
+            return
+        doc = {
+            "time": time.time(),
+            "broker": self.link.connected.is_set(),
+            "cameras": self.statuses(),
+        }
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("cannot write the health file %s: %s", path, exc)
