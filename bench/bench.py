@@ -26,12 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hik2mqtt.multipart import MultipartParser
-from hik2mqtt.simulator import (
-    Simulator,
-    encode_read,
-    heartbeat_part,
-    make_read,
-)
+from hik2mqtt.simulator import Simulator
+from hik2mqtt.simulator.encoders import encode_read, heartbeat_part, make_read
 from tests.conftest import Broker, Subscriber
 
 TICK = os.sysconf("SC_CLK_TCK")

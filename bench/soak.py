@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench import start_bridge, wait
-from hik2mqtt.simulator import Simulator, encode_read, make_read
+from hik2mqtt.simulator import Simulator
+from hik2mqtt.simulator.encoders import encode_read, make_read
 from tests.conftest import Broker, Subscriber
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from hik2mqtt.bridge import Bridge
-from hik2mqtt.simulator import Simulator, encode_part, heartbeat_part, make_read
+from hik2mqtt.simulator import Simulator
+from hik2mqtt.simulator.encoders import encode_part, heartbeat_part, make_read
 from tests.conftest import (
     AnyBroker,
     Broker,

@@ -13,7 +13,7 @@ import pytest
 
 from hik2mqtt.config import Settings, setting_rows
 from hik2mqtt.events import PlateRead, decode
-from hik2mqtt.simulator import make_read
+from hik2mqtt.simulator.encoders import make_read
 from hik2mqtt.topics import Topics, plate_payload
 
 ROOT = Path(__file__).resolve().parents[1]

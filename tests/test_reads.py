@@ -11,7 +11,7 @@ from hik2mqtt.reads import (
     ReadAssembler,
     Skipped,
 )
-from hik2mqtt.simulator import make_read
+from hik2mqtt.simulator.encoders import make_read
 
 XML = {"content-type": "application/xml"}
 

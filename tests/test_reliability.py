@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from hik2mqtt.bridge import Bridge
 from hik2mqtt.multipart import MultipartParser
 from hik2mqtt.reads import ReadArrived, ReadAssembler
-from hik2mqtt.simulator import Simulator, encode_part, encode_read, make_read
+from hik2mqtt.simulator import Simulator
+from hik2mqtt.simulator.encoders import encode_part, encode_read, make_read
 from hik2mqtt.spool import MemorySpool, SqliteSpool
 from tests.conftest import (
     AnyBroker,

@@ -14,7 +14,7 @@ from hik2mqtt.config import load_settings
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.events import PlateRead, decode
 from hik2mqtt.images import ImageFolder
-from hik2mqtt.simulator import make_read
+from hik2mqtt.simulator.encoders import make_read
 from hik2mqtt.topics import Topics, picture_path, safe_file_part
 
 
