@@ -1,15 +1,41 @@
-"""Pictures written to a folder: atomically (temp file + rename), with optional retention."""
+"""Pictures written to a folder: their file names, written atomically (temp file + rename),
+with optional retention."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
+from hik2mqtt.events import PlateRead
+
 log = logging.getLogger(__name__)
+_UNSAFE_FILE_CHARS = re.compile(r"[^\w-]+")
+
+
+def safe_file_part(text: str | None, *, fallback: str, limit: int = 32) -> str:
+    """Camera text made safe for a file name: letters, digits, _ and - only."""
+    safe = _UNSAFE_FILE_CHARS.sub("_", text or "").strip("_-")[:limit]
+    return safe or fallback
+
+
+def picture_path(
+    folder: Path, *, camera: str, read: PlateRead, kind: str, received: datetime
+) -> Path:
+    """Where a picture of a read is written: ``<folder>/<camera>/<date>/<time>_<plate>_<kind>.jpg``.
+
+    Times are the bridge's local clock when the read arrived (cameras' clocks drift);
+    the camera's text never reaches the path unsanitised.
+    """
+    plate = safe_file_part(read.plate, fallback="unknown")
+    stamp = received.strftime("%H%M%S") + f"-{received.microsecond // 1000:03d}"
+    name = f"{stamp}_{plate}_{safe_file_part(kind, fallback='picture')}.jpg"
+    return folder / safe_file_part(camera, fallback="camera") / received.strftime("%Y-%m-%d") / name
 
 
 class ImageFolder:

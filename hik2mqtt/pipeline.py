@@ -37,19 +37,12 @@ from hik2mqtt.commands import Command, CommandKind, check_value
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs, removal_topics
 from hik2mqtt.gate import decide
+from hik2mqtt.images import picture_path, safe_file_part
 from hik2mqtt.numbers import OUTPUT_ID, read_number
+from hik2mqtt.payloads import plate_payload, read_age, result_payload
 from hik2mqtt.plates import Duplicates, Lists, normalize
 from hik2mqtt.reads import EventArrived, PictureArrived, ReadArrived
-from hik2mqtt.topics import (
-    OFFLINE,
-    ONLINE,
-    Topics,
-    picture_path,
-    plate_payload,
-    read_age,
-    result_payload,
-    safe_file_part,
-)
+from hik2mqtt.topics import OFFLINE, ONLINE, Topics
 
 MAX_COMMAND_PAYLOAD = 1024
 COMMAND_QUEUE = 4  # commands waiting or running per camera; more are refused as busy

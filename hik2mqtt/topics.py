@@ -1,23 +1,14 @@
-"""Topic names and payloads: pure functions, no I/O.
-
-Every topic hik2mqtt uses is built here, so the README's topic reference (and the tests
-that check it) have one place to look.
+"""Topic names: every topic hik2mqtt uses is built here (payloads are built in
+:mod:`hik2mqtt.payloads`, picture file names in :mod:`hik2mqtt.images`), so the README's
+topic reference, and the tests that check it, have one place to look.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any
-
-from hik2mqtt.events import PlateRead
 
 ONLINE = "online"
 OFFLINE = "offline"
-_UNSAFE_FILE_CHARS = re.compile(r"[^\w-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,88 +89,3 @@ class Topics:
         """The camera level of a ``<prefix>/<camera>/trigger`` topic, else None."""
         parsed = self.parse_command(topic)
         return parsed[0] if parsed and parsed[1] == "trigger" else None
-
-
-def safe_file_part(text: str | None, *, fallback: str, limit: int = 32) -> str:
-    """Camera text made safe for a file name: letters, digits, _ and - only."""
-    safe = _UNSAFE_FILE_CHARS.sub("_", text or "").strip("_-")[:limit]
-    return safe or fallback
-
-
-def picture_path(
-    folder: Path, *, camera: str, read: PlateRead, kind: str, received: datetime
-) -> Path:
-    """Where a picture of a read is written: ``<folder>/<camera>/<date>/<time>_<plate>_<kind>.jpg``.
-
-    Times are the bridge's local clock when the read arrived (cameras' clocks drift);
-    the camera's text never reaches the path unsanitised.
-    """
-    plate = safe_file_part(read.plate, fallback="unknown")
-    stamp = received.strftime("%H%M%S") + f"-{received.microsecond // 1000:03d}"
-    name = f"{stamp}_{plate}_{safe_file_part(kind, fallback='picture')}.jpg"
-    return folder / safe_file_part(camera, fallback="camera") / received.strftime("%Y-%m-%d") / name
-
-
-def read_age(read: PlateRead, received: datetime) -> float | None:
-    """Seconds from the camera's time of the read to its arrival (None if unknown)."""
-    if read.time is None:
-        return None
-    try:
-        taken = datetime.fromisoformat(read.time)
-    except ValueError:
-        return None
-    if taken.tzinfo is None:  # no zone: the camera's local time, taken as the bridge's
-        taken = taken.astimezone()
-    return round((received - taken).total_seconds(), 3)
-
-
-def plate_payload(
-    *,
-    camera: str,
-    read: PlateRead,
-    source: str,
-    received: datetime,
-    images: dict[str, dict[str, str | None]],
-    age: float | None = None,
-    retransmitted: bool | None = None,
-    extra: dict[str, Any] | None = None,
-) -> bytes:
-    """The JSON of one read, as published on ``<prefix>/<camera>/plate``.
-
-    ``retransmitted`` overrides the camera's own flag (the bridge also marks reads that
-    are too old by its clock); ``age`` is received minus the camera's time, in seconds.
-    """
-    doc: dict[str, Any] = {
-        "camera": camera,
-        "plate": read.plate,
-        "raw_plate": read.raw_plate,
-        "time": read.time,
-        "received": received.isoformat(timespec="milliseconds"),
-        "confidence": read.confidence,
-        "direction": read.direction,
-        "country": read.country,
-        "channel": read.channel,
-        "lane": read.lane,
-        "event_id": read.event_id,
-        "vehicle": {
-            "type": read.vehicle.type,
-            "color": read.vehicle.color,
-            "brand": read.vehicle.brand,
-        },
-        "plate_color": read.plate_color,
-        "list": read.list_name,
-        "retransmitted": read.retransmitted if retransmitted is None else retransmitted,
-        "age": age,
-        "source": source,
-        "images": images,
-        **(extra or {}),
-    }
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def result_payload(
-    *, ok: bool, status: int | None, message: str, **extra: str | int | None
-) -> bytes:
-    """The JSON of a command's outcome, as published on ``.../result``."""
-    doc: dict[str, Any] = {"ok": ok, "status": status, "message": message, **extra}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()

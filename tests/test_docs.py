@@ -13,8 +13,9 @@ import pytest
 
 from hik2mqtt.config import Settings, setting_rows
 from hik2mqtt.events import PlateRead, decode
+from hik2mqtt.payloads import plate_payload
 from hik2mqtt.simulator.encoders import make_read
-from hik2mqtt.topics import Topics, plate_payload
+from hik2mqtt.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -13,9 +13,9 @@ from hik2mqtt.backoff import auth_delay, reconnect_delay
 from hik2mqtt.config import load_settings
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.events import PlateRead, decode
-from hik2mqtt.images import ImageFolder
+from hik2mqtt.images import ImageFolder, picture_path, safe_file_part
 from hik2mqtt.simulator.encoders import make_read
-from hik2mqtt.topics import Topics, picture_path, safe_file_part
+from hik2mqtt.topics import Topics
 
 
 def test_reconnect_delay_is_capped_and_jittered() -> None:
