@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -13,7 +14,8 @@ import pytest
 
 from hik2mqtt.config import Settings, setting_rows
 from hik2mqtt.events import PlateRead, decode
-from hik2mqtt.payloads import plate_payload
+from hik2mqtt.pipeline import Pipeline, Publish, ReadIn
+from hik2mqtt.reads import ReadArrived
 from hik2mqtt.simulator.encoders import make_read
 from hik2mqtt.topics import Topics
 
@@ -47,33 +49,72 @@ def test_every_setting_is_in_config_example_env() -> None:
     Settings.model_validate(data)
 
 
-def test_every_topic_is_in_the_readme() -> None:
-    """Each topic the bridge uses appears in the README's topic table."""
-    topics = Topics("anpr")
-    for topic in (
-        topics.bridge_status,
-        topics.camera_status("<camera>"),
-        topics.plate("<camera>"),
-        topics.image("<camera>", "<kind>"),
-        topics.trigger("<camera>"),
-        topics.trigger_result("<camera>"),
-    ):
-        assert f"| `{topic}` |" in README, topic
+def _topic_builders(topics: Topics) -> dict[str, str]:
+    """Every topic name Topics builds, with placeholders as the README writes them."""
+    placeholders = {"camera": "<camera>", "kind": "<kind>", "event_type": "<type>"}
+    built: dict[str, str] = {}
+    for name in dir(Topics):
+        if name.startswith("_") or name in ("prefix", "parse_command", "camera_of_trigger"):
+            continue
+        member = getattr(Topics, name)
+        if isinstance(member, property):
+            value = getattr(topics, name)
+            if isinstance(value, str):
+                built[name] = value
+            continue
+        params = list(inspect.signature(member).parameters)
+        if name == "result":
+            built[name] = topics.result("<command topic>")
+            continue
+        args = [placeholders.get(p, "<n>") for p in params if p != "self"]
+        built[name] = getattr(topics, name)(*args)
+    return built
+
+
+def test_every_topic_builder_is_in_the_readme() -> None:
+    """Each topic Topics can build (every property and method) has a row in the README's
+    topic table, with the same placeholders."""
+    built = _topic_builders(Topics("anpr"))
+    assert len(built) >= 12
+    for name, topic in built.items():
+        assert f"| `{topic}` |" in README or f"`{topic}`" in README, (name, topic)
+
+
+def _published(settings: Settings, *inputs: Any) -> dict[str, bytes]:
+    pipeline = Pipeline(settings=settings, topics=Topics("anpr"))
+    out: dict[str, bytes] = {}
+    for item in inputs:
+        for effect in pipeline.handle(item):
+            if isinstance(effect, Publish):
+                out[effect.topic] = effect.payload
+    return out
+
+
+def _readme_table_fields(heading: str) -> set[str]:
+    section = README.split(heading, 1)[1].split("\n#", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
 
 
 def test_every_payload_field_is_in_the_readme() -> None:
-    """Each field of a published read has a row in the README's field table."""
+    """The fields of a read as the bridge publishes it (through the pipeline, with lists and
+    the gate rule on) are exactly the README's field table and its example; the outcome,
+    gate and event payloads' fields are documented too."""
+    settings = Settings(cameras={"gate": {"host": "h", "password": "p", "gate": {"enabled": True}}})
     read = decode(make_read("AB12CDE").xml)
     assert isinstance(read, PlateRead)
-    payload = json.loads(
-        plate_payload(
-            camera="c", read=read, source="stream", received=datetime.now().astimezone(), images={}
-        )
-    )
-    for field in payload:
-        assert f"| `{field}` |" in README, field
-    for field in ("ok", "status", "message", "plate", "sub_status"):
-        assert f"| `{field}` |" in README, field
+    received = datetime.now().astimezone()
+    arrived = ReadArrived(read=read, received=received, kinds=("plate",))
+    out = _published(settings, ReadIn("gate", "stream", arrived))
+    payload = json.loads(out["anpr/gate/plate"])
+    fields = _readme_table_fields("### A read: `anpr/<camera>/plate`")
+    assert set(payload) == fields
+    example = README.split("### A read: `anpr/<camera>/plate`", 1)[1].split("```json", 1)[1]
+    assert set(json.loads(example.split("```", 1)[0])) == fields
+    gate = json.loads(out["anpr/gate/gate"])
+    gate_fields = '","'.join(gate)
+    assert '`{"' + gate_fields + '"}`' in README
+    outcome = _readme_table_fields("### A command's outcome: `<command topic>/result`")
+    assert {"ok", "status", "message", "plate", "sub_status", "state"} <= outcome
 
 
 def test_readme_quick_start_and_test_command_match_ci() -> None:
