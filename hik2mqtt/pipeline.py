@@ -36,11 +36,12 @@ from typing import Any, Literal
 from hik2mqtt.commands import Command, CommandKind, check_value
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs, removal_topics
+from hik2mqtt.events import PlateRead
 from hik2mqtt.gate import decide
 from hik2mqtt.images import picture_path, safe_file_part
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.payloads import plate_payload, read_age, result_payload
-from hik2mqtt.plates import Duplicates, Lists, normalize
+from hik2mqtt.plates import Duplicates, Lists, Match, normalize
 from hik2mqtt.reads import EventArrived, PictureArrived, ReadArrived
 from hik2mqtt.topics import OFFLINE, ONLINE, Topics
 
@@ -225,6 +226,26 @@ class Later:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """A read was published: for the history and the live page (its JSON, and the gate
+    rule's decision when the rule is on)."""
+
+    camera: str
+    payload: bytes = field(repr=False)
+    gate: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PictureSeen:
+    """A picture of a read arrived: for the page's "last picture" per camera and kind."""
+
+    camera: str
+    kind: str
+    data: bytes = field(repr=False)
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class FetchDeviceInfo:
     camera: str
 
@@ -241,7 +262,16 @@ class WakeOutbox:
 
 
 Effect = (
-    Publish | WriteFile | RunCommand | Log | Later | FetchDeviceInfo | StatusChanged | WakeOutbox
+    Publish
+    | WriteFile
+    | RunCommand
+    | Log
+    | Later
+    | FetchDeviceInfo
+    | StatusChanged
+    | WakeOutbox
+    | Recorded
+    | PictureSeen
 )
 
 # -- state ----------------------------------------------------------------------------------
@@ -414,9 +444,33 @@ class Pipeline:
         # Retained: the last read, for dashboards (the "latest wins" path).
         state_topic = self.topics.state(camera)
         effects.append(Publish(state_topic, payload, retain=True, route="latest", kind="state"))
-        rule = state.settings.gate
+        gate = self._gate(
+            camera,
+            read=read,
+            retransmitted=retransmitted,
+            duplicate=duplicate,
+            age=age,
+            match=match,
+            effects=effects,
+        )
+        effects.append(Recorded(camera, payload, gate))
+        return effects
+
+    def _gate(
+        self,
+        camera: str,
+        *,
+        read: PlateRead,
+        retransmitted: bool,
+        duplicate: bool,
+        age: float | None,
+        match: Match | None,
+        effects: list[Effect],
+    ) -> dict[str, Any] | None:
+        """The gate rule's decision on a read (None when the rule is off)."""
+        rule = self.cameras[camera].settings.gate
         if not rule.enabled:
-            return effects
+            return None
         decision = decide(
             rule,
             plate=read.plate,
@@ -428,9 +482,8 @@ class Pipeline:
         )
         action = None
         if decision.open:
-            action = (
-                "barrier open" if rule.barrier else f"output {rule.output} for {rule.pulse:g} s"
-            )
+            pulse = f"output {rule.output} for {rule.pulse:g} s"
+            action = "barrier open" if rule.barrier else pulse
         gate = {
             "plate": read.plate,
             "event_id": read.event_id,
@@ -448,7 +501,7 @@ class Pipeline:
                 topic = self.topics.output_set(camera, rule.output)
                 command = Command("output", topic, rule.output, f"{rule.pulse:g}", "gate")
             effects.extend(self._queue(camera, command))
-        return effects
+        return gate
 
     def _kind_allowed(self, state: CameraState, kind: str, effects: list[Effect]) -> bool:
         """At most MAX_PICTURE_TOPICS picture kinds (retained topics) per camera."""
@@ -494,6 +547,7 @@ class Pipeline:
         path = self._picture_file(camera, picture.read, picture.kind)
         if path is not None:
             effects.append(WriteFile(path, picture.data))
+        effects.append(PictureSeen(camera, picture.kind, picture.data, picture.read.read.event_id))
         return effects
 
     def _event(self, item: EventIn) -> list[Effect]:

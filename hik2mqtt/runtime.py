@@ -48,9 +48,11 @@ from hik2mqtt.pipeline import (
     Log,
     OutputStateIn,
     PictureIn,
+    PictureSeen,
     Pipeline,
     Publish,
     ReadIn,
+    Recorded,
     RunCommand,
     SkippedIn,
     StatusChanged,
@@ -110,6 +112,9 @@ class Runtime:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timers_lock = threading.Lock()
         self._seq = itertools.count()
+        # Who else sees each published read and picture (the web page and its history);
+        # called under the pipeline lock, so they must only queue what they get.
+        self.observers: list[Callable[[Recorded | PictureSeen], None]] = []
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -190,6 +195,9 @@ class Runtime:
             ).start()
         elif isinstance(effect, WakeOutbox):
             self.outbox.wake()
+        elif isinstance(effect, Recorded | PictureSeen):
+            for observer in self.observers:
+                observer(effect)
 
     def _publish(self, effect: Publish) -> None:
         if effect.route == "spool":
