@@ -360,7 +360,7 @@ class Pipeline:
         state = self.cameras[camera]
         read = arrived.read
         effects: list[Effect] = []
-        kinds = [k for k in arrived.kinds if self._kind_allowed(state, k, effects)]
+        kinds = [k for k in arrived.kinds if self._kind_allowed(camera, state, k, effects)]
         images = {
             kind: {
                 "topic": self.topics.image(camera, kind) if self._images.mqtt else None,
@@ -457,7 +457,9 @@ class Pipeline:
             effects.extend(self._queue(camera, command))
         return effects
 
-    def _kind_allowed(self, state: CameraState, kind: str, effects: list[Effect]) -> bool:
+    def _kind_allowed(
+        self, camera: str, state: CameraState, kind: str, effects: list[Effect]
+    ) -> bool:
         """At most MAX_PICTURE_TOPICS picture kinds (retained topics) per camera."""
         if kind in state.picture_kinds:
             return True
@@ -469,9 +471,9 @@ class Pipeline:
             effects.append(
                 Log(
                     logging.WARNING,
-                    "a camera sent more than %d kinds of picture; pictures of kind %s and any "
+                    "camera %s: sent more than %d kinds of picture; pictures of kind %s and any "
                     "further new kinds are not published",
-                    (MAX_PICTURE_TOPICS, kind),
+                    (camera, MAX_PICTURE_TOPICS, kind),
                 )
             )
         return False
@@ -490,7 +492,7 @@ class Pipeline:
         state = self.cameras[camera]
         if picture.kind not in state.picture_kinds:
             effects: list[Effect] = []
-            if not self._kind_allowed(state, picture.kind, effects):
+            if not self._kind_allowed(camera, state, picture.kind, effects):
                 return effects
         effects = []
         if self._images.mqtt:

@@ -730,7 +730,7 @@ def test_picture_kinds_are_capped_per_camera_with_one_warning(tmp_path: Path) ->
     images = one_json(effects, "anpr/gate/plate")["images"]
     assert list(images) == list(kinds[:MAX_PICTURE_TOPICS])
     (warning,) = messages(effects)
-    assert f"more than {MAX_PICTURE_TOPICS} kinds" in warning
+    assert warning.startswith(f"camera gate: sent more than {MAX_PICTURE_TOPICS} kinds")
     assert "kind8" in warning
 
     assert messages(pipeline.handle(read_in(kinds=kinds))) == []  # a second read: no new warning
