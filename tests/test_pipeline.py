@@ -48,6 +48,7 @@ from hik2mqtt.pipeline import (
     WakeOutbox,
     WriteFile,
     event_filter,
+    loggable,
 )
 from hik2mqtt.plates import parse_lists
 from hik2mqtt.reads import EventArrived, PictureArrived, ReadArrived, unique_kinds
@@ -774,6 +775,27 @@ def test_skipped_part_is_a_warning() -> None:
     """A part the camera sent that was not understood is a warning naming the camera."""
     effects = make_pipeline().handle(SkippedIn("gate", "undecodable event part"))
     assert messages(effects) == ["camera gate: skipped undecodable event part"]
+
+
+FORGED = "AB1\n2026-03-04 12:00:00 ERROR hik2mqtt: forged\r\x1b[31m\u2028"
+
+
+def test_camera_and_publisher_text_cannot_forge_log_lines() -> None:
+    """A plate, a topic or a skip reason with newlines or other control characters is
+    logged on one line, escaped; printable text (Chinese plates too) is left as it is."""
+    pipeline = make_pipeline()
+    effects = pipeline.handle(read_in(FORGED))
+    effects += pipeline.handle(read_in(None, taken=None))
+    effects += pipeline.handle(MessageIn(f"anpr/{FORGED}/trigger", b"", False))
+    effects += pipeline.handle(MessageIn(f"anpr/gate/{FORGED}", b"", False))
+    effects += pipeline.handle(MessageIn(f"anpr/gate/output/{FORGED}/set", b"", True))
+    effects += pipeline.handle(SkippedIn("gate", FORGED))
+    lines = [e.message % e.args for e in of(effects, Log)]
+    assert len(lines) >= 5
+    assert all(line.isprintable() for line in lines), lines
+    assert "plate AB1\\n2026-03-04 12:00:00 ERROR hik2mqtt: forged\\r\\x1b[31m\\u2028 (" in lines[0]
+    assert loggable("京A·12345 ÄÖ") == "京A·12345 ÄÖ"
+    assert loggable(None) == "None"
 
 
 # -- statuses, connection, Home Assistant ------------------------------------------------------
