@@ -17,6 +17,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from hik2mqtt.errors import DecodeError
+from hik2mqtt.numbers import CHANNEL, CONFIDENCE, LANE, PIC_NAME, read_number
 
 # Camera picture types and the kind (topic level / file name part) we publish them as.
 PICTURE_KINDS = {
@@ -197,14 +198,9 @@ def _text(node: Any, key: str) -> str | None:
     return text or None
 
 
-def _int(node: Any, key: str) -> int | None:
-    text = _text(node, key)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+def _int(node: Any, key: str, bounds: tuple[int, int]) -> int | None:
+    """A number child: ASCII digits within ``bounds`` (:func:`read_number`), else None."""
+    return read_number(_text(node, key), bounds)
 
 
 def _bool(node: Any, key: str) -> bool:
@@ -236,9 +232,9 @@ def _decode_alert(alert: dict[str, Any]) -> Event:
         or (kind == "other" and (description or "").lower() == "heartbeat")
     ):
         return Heartbeat(event_type=event_type)
-    channel = _int(alert, "channelID")
+    channel = _int(alert, "channelID", CHANNEL)
     if channel is None:
-        channel = _int(alert, "dynChannelID")
+        channel = _int(alert, "dynChannelID", CHANNEL)
     anpr = alert.get("ANPR")
     if kind == "anpr" and isinstance(anpr, Mapping):
         return _decode_anpr(alert, anpr, channel)
@@ -256,9 +252,7 @@ def _decode_alert(alert: dict[str, Any]) -> Event:
 def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | None) -> PlateRead:
     raw_plate = _text(anpr, "licensePlate")
     plate = None if (raw_plate or "").lower() in NO_PLATE else raw_plate
-    confidence = _int(anpr, "confidenceLevel")
-    if confidence is not None and not 0 <= confidence <= 100:
-        confidence = None
+    confidence = _int(anpr, "confidenceLevel", CONFIDENCE)
     info = anpr.get("vehicleInfo")
     vehicle = Vehicle(
         type=_text(anpr, "vehicleType") or _text(info, "vehicleType"),
@@ -282,7 +276,7 @@ def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | 
         direction=_text(anpr, "direction"),
         country=_text(anpr, "country") or _text(anpr, "countryAbbreviation"),
         channel=channel,
-        lane=_int(anpr, "line"),
+        lane=_int(anpr, "line", LANE),
         event_id=_text(alert, "UUID"),
         vehicle=vehicle,
         list_name=_text(anpr, "vehicleListName") or _text(anpr, "listType"),
@@ -296,7 +290,7 @@ def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | 
 class PolledPlate:
     """One entry of a traffic camera's plate list (``vehicleDetect/plates``)."""
 
-    pic_name: str  # up to 25 digits; larger is newer
+    pic_name: str  # ASCII digits within numbers.PIC_NAME; larger is newer
     read: PlateRead
 
 
@@ -323,7 +317,8 @@ def decode_plates(body: bytes) -> list[PolledPlate]:
     out: dict[str, PolledPlate] = {}
     for entry in entries if isinstance(entries, list) else []:
         pic_name = _text(entry, "picName")
-        if not isinstance(entry, dict) or not pic_name or not pic_name.isdigit():
+        # str.isdigit() passes "²", which int() refuses, and int() refuses 5,000 digits.
+        if pic_name is None or read_number(pic_name, PIC_NAME) is None:
             continue
         raw = _text(entry, "plateNumber")
         read = PlateRead(
@@ -334,7 +329,7 @@ def decode_plates(body: bytes) -> list[PolledPlate]:
             direction=_text(entry, "direction"),
             country=_text(entry, "country"),
             channel=None,
-            lane=_int(entry, "laneNo"),
+            lane=_int(entry, "laneNo", LANE),
             event_id=pic_name,
             vehicle=Vehicle(),
             list_name=_text(entry, "matchingResult"),

@@ -22,6 +22,7 @@ import time
 
 from hik2mqtt.mqtt import MqttLink
 from hik2mqtt.spool import Spool
+from hik2mqtt.supervise import supervise
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ class Outbox:
         self._stop = threading.Event()
         self._closed = False
         self._backlog = False  # something waits for room: wake the outbox thread on acks
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread = threading.Thread(
+            target=supervise(self._run, name="outbox", stop=self._stop), name="outbox", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -131,8 +134,11 @@ class Outbox:
             self._wake.clear()
             try:
                 self._drain()
-            except Exception:  # never lose the outbox thread
-                log.exception("error delivering spooled reads")
+            except Exception:
+                # What waited still waits: supervise logs this and restarts the thread after
+                # its backoff, and the restarted thread tries again without another nudge.
+                self._wake.set()
+                raise
 
     def _drain(self) -> None:
         delivered = 0

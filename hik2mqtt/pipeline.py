@@ -302,6 +302,14 @@ def event_filter(setting: str) -> Callable[[str], bool]:
     return lambda event_type: event_type.lower() in types
 
 
+def loggable(text: str | None) -> str:
+    """Text from a camera or a publisher made safe for one log line: control characters
+    (newlines included) are escaped, so such text cannot forge log lines."""
+    if text is None or text.isprintable():
+        return str(text)
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _json(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -341,7 +349,8 @@ class Pipeline:
         if isinstance(item, EventIn):
             return self._event(item)
         if isinstance(item, SkippedIn):
-            return [Log(logging.WARNING, "camera %s: skipped %s", (item.camera, item.reason))]
+            reason = loggable(item.reason)
+            return [Log(logging.WARNING, "camera %s: skipped %s", (item.camera, reason))]
         if isinstance(item, StatusIn):
             return self._status(item.camera, item.online)
         if isinstance(item, MessageIn):
@@ -383,7 +392,7 @@ class Pipeline:
         state = self.cameras[camera]
         read = arrived.read
         effects: list[Effect] = []
-        kinds = [k for k in arrived.kinds if self._kind_allowed(state, k, effects)]
+        kinds = [k for k in arrived.kinds if self._kind_allowed(camera, state, k, effects)]
         images = {
             kind: {
                 "topic": self.topics.image(camera, kind) if self._images.mqtt else None,
@@ -421,7 +430,9 @@ class Pipeline:
                 "camera %s: plate %s (confidence %s, %s)%s%s",
                 (
                     camera,
-                    read.plate or f"not read ({read.raw_plate})",
+                    loggable(read.plate)
+                    if read.plate
+                    else f"not read ({loggable(read.raw_plate)})",
                     read.confidence,
                     item.source,
                     f" [retransmitted, {age:.0f} s old]" if retransmitted and age else "",
@@ -503,7 +514,9 @@ class Pipeline:
             effects.extend(self._queue(camera, command))
         return gate
 
-    def _kind_allowed(self, state: CameraState, kind: str, effects: list[Effect]) -> bool:
+    def _kind_allowed(
+        self, camera: str, state: CameraState, kind: str, effects: list[Effect]
+    ) -> bool:
         """At most MAX_PICTURE_TOPICS picture kinds (retained topics) per camera."""
         if kind in state.picture_kinds:
             return True
@@ -515,9 +528,9 @@ class Pipeline:
             effects.append(
                 Log(
                     logging.WARNING,
-                    "a camera sent more than %d kinds of picture; pictures of kind %s and any "
+                    "camera %s: sent more than %d kinds of picture; pictures of kind %s and any "
                     "further new kinds are not published",
-                    (MAX_PICTURE_TOPICS, kind),
+                    (camera, MAX_PICTURE_TOPICS, kind),
                 )
             )
         return False
@@ -536,7 +549,7 @@ class Pipeline:
         state = self.cameras[camera]
         if picture.kind not in state.picture_kinds:
             effects: list[Effect] = []
-            if not self._kind_allowed(state, picture.kind, effects):
+            if not self._kind_allowed(camera, state, picture.kind, effects):
                 return effects
         effects = []
         if self._images.mqtt:
@@ -673,7 +686,7 @@ class Pipeline:
     ) -> list[Effect]:
         payload = result_payload(ok=False, status=None, message=message)
         effects: list[Effect] = [
-            Log(logging.WARNING, "refused a command on %s: %s", (topic, message)),
+            Log(logging.WARNING, "refused a command on %s: %s", (loggable(topic), message)),
             Publish(self.topics.result(topic), payload, kind="result"),
         ]
         if response:
@@ -685,7 +698,7 @@ class Pipeline:
             return effects
         parsed = self.topics.parse_command(item.topic)
         if parsed is None:
-            return [Log(logging.WARNING, "ignored a message on %s", (item.topic,))]
+            return [Log(logging.WARNING, "ignored a message on %s", (loggable(item.topic),))]
         name, kind, output_text = parsed
         if item.retained:
             return [
@@ -693,7 +706,7 @@ class Pipeline:
                     logging.WARNING,
                     "ignored a retained message on %s: a command must not be retained (it "
                     "would fire again at every restart); clear it with an empty retained message",
-                    (item.topic,),
+                    (loggable(item.topic),),
                 )
             ]
 

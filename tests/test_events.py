@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hik2mqtt.errors import DecodeError, ProtocolError
-from hik2mqtt.events import Heartbeat, OtherEvent, PlateRead, decode, picture_kind
+from hik2mqtt.events import (
+    Heartbeat,
+    OtherEvent,
+    PlateRead,
+    decode,
+    decode_plates,
+    picture_kind,
+)
 from hik2mqtt.multipart import MultipartParser
 from hik2mqtt.reads import ReadAssembler
 from tests.conftest import SAMPLES
@@ -211,6 +219,42 @@ def test_picture_kinds() -> None:
     assert picture_kind("farPicture") == "farPicture"
     assert picture_kind("../../etc/#+x") == "etc_x"
     assert picture_kind(None) == "picture"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["٩١", "²", "1_0", "+91", "-1", "99999", "91.0", "0x5B", "9" * 5000, "١" * 5000],
+    ids=["arabic-indic", "superscript", "underscore", "plus", "minus", "out-of-range", "decimal",
+         "hex", "5000-digits", "5000-unicode-digits"],
+)  # fmt: skip
+def test_numbers_in_a_read_are_ascii_digits_in_range(value: str) -> None:
+    """Confidence, channel and lane are ASCII digits within their range, or absent: Unicode
+    digits, underscores, signs, out-of-range and 5,000-digit values give None."""
+    body = anpr_xml(NAMESPACES[0]).decode()
+    for tag in ("confidenceLevel", "channelID", "line"):
+        body = re.sub(f"<{tag}>[^<]*</{tag}>", f"<{tag}>{value}</{tag}>", body)
+    read = decode(body.encode())
+    assert isinstance(read, PlateRead)
+    assert (read.confidence, read.channel, read.lane) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "pic_name",
+    ["²", "٣", "1" * 5000, "12345678901234567890", "-5", ""],
+    ids=["superscript", "arabic-indic", "5000-digits", "20-digits", "minus", "empty"],
+)
+def test_plate_list_entries_with_bad_pic_names_are_skipped(pic_name: str) -> None:
+    """A plate-list entry whose picName is not ASCII digits within range is skipped (it
+    used to raise ValueError when sorting, which crashed the poll worker); the others are
+    kept in order."""
+    body = (
+        "<Plates>"
+        "<Plate><picName>202004241616278801</picName><plateNumber>LATER</plateNumber></Plate>"
+        f"<Plate><picName>{pic_name}</picName><plateNumber>BAD</plateNumber></Plate>"
+        "<Plate><picName>202004241616278800</picName><plateNumber>FIRST</plateNumber></Plate>"
+        "</Plates>"
+    ).encode()
+    assert [e.read.plate for e in decode_plates(body)] == ["FIRST", "LATER"]
 
 
 @settings(max_examples=200, deadline=None)
