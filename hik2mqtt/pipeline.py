@@ -37,7 +37,7 @@ from hik2mqtt.commands import Command, CommandKind, check_value
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs, removal_topics
 from hik2mqtt.events import PlateRead
-from hik2mqtt.gate import decide
+from hik2mqtt.gate import Decision, decide
 from hik2mqtt.images import picture_path, safe_file_part
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.payloads import plate_payload, read_age, result_payload
@@ -409,7 +409,9 @@ class Pipeline:
         retransmitted = read.retransmitted or stale
         normalized = normalize(read.plate)
         match = self.lists.match(read.plate)
-        duplicate = self.duplicates.check(camera, normalized)
+        # A retransmitted read is history: it neither is a duplicate nor makes the next live
+        # read of the same plate one.
+        duplicate = not retransmitted and self.duplicates.check(camera, normalized)
         payload = plate_payload(
             camera=camera,
             read=read,
@@ -491,6 +493,8 @@ class Pipeline:
             age=age,
             match=match,
         )
+        if decision.open and self.cameras[camera].commands >= COMMAND_QUEUE:
+            decision = Decision(False, "the camera is busy with earlier commands")
         action = None
         if decision.open:
             pulse = f"output {rule.output} for {rule.pulse:g} s"

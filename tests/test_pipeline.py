@@ -386,18 +386,17 @@ def test_gate_stays_closed_for_a_duplicate() -> None:
     assert of(effects, RunCommand) == []
 
 
-def test_gate_opening_on_a_busy_camera_is_refused_on_the_output_result() -> None:
-    """When the camera already has COMMAND_QUEUE commands, the rule's command is refused as
-    busy on the output's result topic instead of being queued."""
+def test_gate_on_a_busy_camera_says_it_stays_closed() -> None:
+    """When the camera already has COMMAND_QUEUE commands, the gate decision says it stays
+    closed because the camera is busy (never "open" for a command that is not queued)."""
     pipeline = make_pipeline({"gate": GATE})
     for _ in range(COMMAND_QUEUE):
         assert of(pipeline.handle(output_message("on", output=2)), RunCommand)
     effects = pipeline.handle(read_in())
-    assert one_json(effects, "anpr/gate/gate")["open"] is True
+    decision = one_json(effects, "anpr/gate/gate")
+    assert (decision["open"], decision["action"]) == (False, None)
+    assert decision["reason"] == "the camera is busy with earlier commands"
     assert of(effects, RunCommand) == []
-    assert result(effects, "anpr/gate/output/2/set")["message"] == (
-        "busy: earlier commands still running"
-    )
 
 
 # -- commands from MQTT -----------------------------------------------------------------------
@@ -935,3 +934,14 @@ def test_home_assistant_online_rediscovers_after_a_random_delay() -> None:
     assert late.handle(MessageIn("homeassistant/status", b"online", True)) == [
         Later(3.0, Rediscover())
     ]
+
+
+def test_a_retransmitted_read_neither_is_nor_makes_a_duplicate() -> None:
+    """A retransmitted read of a plate is not flagged duplicate, and a live read of the same
+    plate moments later is not a duplicate either (the old read starts no window)."""
+    pipeline = make_pipeline({"gate": GATE})
+    old = one_json(pipeline.handle(read_in(retransmitted=True)), "anpr/gate/plate")
+    assert (old["retransmitted"], old["duplicate"]) == (True, False)
+    effects = pipeline.handle(read_in())
+    assert one_json(effects, "anpr/gate/plate")["duplicate"] is False
+    assert one_json(effects, "anpr/gate/gate")["open"] is True
