@@ -746,7 +746,13 @@ class Pipeline:
     def _request(self, item: CommandRequest) -> list[Effect]:
         """A command from the web page: the same checks as one from MQTT."""
         if item.camera not in self.cameras:
-            return []
+            return [
+                Log(
+                    logging.WARNING,
+                    "refused a command for unknown camera %s",
+                    (loggable(item.camera),),
+                )
+            ]
         if item.kind == "trigger":
             topic = self.topics.trigger(item.camera)
         elif item.kind == "barrier":

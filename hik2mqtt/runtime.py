@@ -16,6 +16,7 @@ Every thread here runs under :func:`hik2mqtt.supervise.supervise`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -61,6 +62,7 @@ from hik2mqtt.pipeline import (
 )
 from hik2mqtt.plates import ListsFile
 from hik2mqtt.reads import EventArrived, HeartbeatArrived, Output, PictureArrived, ReadArrived
+from hik2mqtt.supervise import supervise
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("hik2mqtt.pipeline")
@@ -190,8 +192,11 @@ class Runtime:
             if self.folder is not None:
                 self.folder.write(effect.path, effect.data)
         elif isinstance(effect, FetchDeviceInfo):
+            work = functools.partial(self._device_info, effect.camera)
             threading.Thread(
-                target=self._device_info, args=(effect.camera,), name="info", daemon=True
+                target=supervise(work, name=f"info-{effect.camera}", stop=self._stop),
+                name="info",
+                daemon=True,
             ).start()
         elif isinstance(effect, WakeOutbox):
             self.outbox.wake()
