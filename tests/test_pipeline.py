@@ -666,7 +666,9 @@ def test_web_requests_are_queued_and_share_the_rate_limit_and_queue() -> None:
     assert of(pipeline.handle(request("output", "off", 4)), RunCommand)  # the 4th
     busy = pipeline.handle(request("output", "off", 4))
     assert result(busy, "anpr/gate/output/4/set")["message"].startswith("busy")
-    assert pipeline.handle(request("trigger", camera="nosuch")) == []
+    unknown = pipeline.handle(request("trigger", camera="nosuch"))
+    assert of(unknown, RunCommand) == []
+    assert messages(unknown) == ["refused a command for unknown camera nosuch"]
 
 
 # -- other events, pictures -----------------------------------------------------------------------
