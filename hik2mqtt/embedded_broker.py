@@ -112,56 +112,57 @@ class AmqttBroker:
     name = "amqtt"
 
     def __init__(self, port: int) -> None:
-        from amqtt.broker import Broker  # noqa: PLC0415 - only the demo needs it
-
         self.host = LOOPBACK
         self.port = port
         # amqtt and its state machine library log every state change at INFO.
         for noisy in ("amqtt", "transitions"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        self._loop = asyncio.new_event_loop()
-        self._broker = Broker(
-            {
-                "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{port}"}},
-                "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-                },
-            },
-            loop=self._loop,
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._serve, name="demo-broker", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._serve(),), name="demo-broker", daemon=True
+        )
         self._thread.start()
         # Started means listening (amqtt logs an error for a bare TCP probe: none is made).
         if not self._started.wait(START_TIMEOUT) or self._error is not None:
             self.stop()
             raise EmbeddedBrokerError(f"amqtt did not start on {LOOPBACK}:{port}: {self._error}")
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    async def _serve(self) -> None:
+        # Made on the loop that serves it: amqtt binds its futures to the running loop.
+        from amqtt.broker import Broker  # noqa: PLC0415 - only the demo needs it
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
         try:
-            self._loop.run_until_complete(self._broker.start())
+            broker = Broker(
+                {
+                    "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{self.port}"}},
+                    "plugins": {
+                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                            "allow_anonymous": True
+                        }
+                    },
+                }
+            )
+            await broker.start()
         except Exception as exc:  # reported by the constructor
             self._error = exc
             self._started.set()
-            self._loop.close()
             return
         self._started.set()
         try:
-            self._loop.run_forever()
+            await self._stop.wait()
         finally:
-            try:
-                self._loop.run_until_complete(self._broker.shutdown())
-            except Exception:
-                log.exception("the demo broker did not shut down cleanly")
-            self._loop.close()
+            await broker.shutdown()
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+        if self._thread.is_alive() and self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
 
 
 def start(preferred_port: int, *, mosquitto: str | None = None) -> EmbeddedBroker:
