@@ -135,3 +135,20 @@ def test_dockerfile_user_is_numeric_and_owns_the_volumes() -> None:
     assert re.search(r"^ARG BASE=\S+\n\nFROM \$\{BASE\} AS build$", dockerfile, re.M)
     script = (ROOT / "scripts" / "build-image").read_text()
     assert '"10001:10001"' in script
+
+
+def test_ci_runs_the_readme_quick_start_as_written() -> None:
+    """The README's quick start makes a virtual environment and runs the demo, and CI runs
+    that very line (scripts/check-quick-start reads it from the README) and the release
+    checks."""
+    import runpy
+
+    checker = runpy.run_path(str(ROOT / "scripts" / "check-quick-start"), run_name="checker")
+    command = checker["quick_start_command"]()
+    assert command == (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install . && hik2mqtt demo"
+    )
+    ci = (ROOT / ".ci" / "run").read_text()
+    for script in ("scripts/check-dist", "scripts/check-quick-start", "scripts/build-image"):
+        assert f"\n{script}\n" in ci, script
+        assert os.access(ROOT / script, os.X_OK), script
