@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,8 +18,9 @@ from pathlib import Path
 from types import FrameType
 
 from hik2mqtt import __version__
-from hik2mqtt.config import CameraSettings, Settings, load_settings
+from hik2mqtt.config import ENV_PREFIX, CameraSettings, Settings, load_settings
 from hik2mqtt.errors import ConfigError
+from hik2mqtt.numbers import read_number
 
 log = logging.getLogger("hik2mqtt")
 
@@ -139,21 +141,95 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _broker_address(value: str) -> tuple[str, int | None]:
+    """``--broker HOST``, ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, port_text = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    if not host:
+        raise argparse.ArgumentTypeError(f"no host in {value!r}")
+    if not port_text:
+        return host, None
+    port = read_number(port_text, (1, 65535))
+    if port is None:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535: {port_text!r}")
+    return host, port
+
+
+def _demo_host_source(args: argparse.Namespace) -> str | None:
+    """Where the broker host came from when the user chose it; None when it's the default."""
+    if args.broker is not None:
+        return "--broker"
+    name = f"{ENV_PREFIX}MQTT__HOST"
+    if any(key.upper() == name for key in os.environ):
+        return f"{name} from the environment"
+    if args.env_file is not None:
+        lines = args.env_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        keys = (line.strip().removeprefix("export ").split("=", 1)[0].strip() for line in lines)
+        if any(key.upper() == name for key in keys):
+            return f"{name} from {args.env_file}"
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Simulator + bridge + a subscriber printing what arrives, in one process."""
+    """Simulator + bridge + a subscriber printing what arrives, in one process.
+
+    Settings come from the environment and ``--env-file`` only: a ``./.env`` is ignored,
+    as the one made for docker compose names a broker (``mosquitto``) that only exists
+    inside compose. When the user chose no broker host and nothing answers at the default
+    one, an embedded broker is started on loopback for the demo's lifetime.
+    """
     import paho.mqtt.client as paho  # noqa: PLC0415
     from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
+    from hik2mqtt import embedded_broker  # noqa: PLC0415
     from hik2mqtt.simulator import Simulator  # noqa: PLC0415
 
-    sim = Simulator(interval=args.interval, password="demo-password")  # noqa: S106
-    sim.start()
-    camera = CameraSettings.model_validate(
-        {"host": sim.host, "port": sim.port, "username": sim.username, "password": sim.password}
-    )
-    settings = _load(args.env_file, require_cameras=False)
-    settings.cameras = {"demo": camera}
+    if args.env_file is None and Path(".env").is_file():
+        print(
+            "demo: ignoring ./.env (the demo reads HIK2MQTT_* from the environment; "
+            "`hik2mqtt demo --env-file .env` reads the file too)",
+            flush=True,
+        )
+    if args.env_file is not None and not args.env_file.is_file():
+        raise ConfigError([f"--env-file: no such file: {args.env_file}"])
+    host_source = _demo_host_source(args)
+    settings = load_settings(args.env_file, require_cameras=False)
+    if args.broker is not None:
+        host, port = args.broker
+        settings.mqtt = settings.mqtt.model_copy(
+            update={"host": host, "port": port or settings.mqtt.port}
+        )
     setup_logging(settings.log_level, secrets_of(settings))
+    where = f"{settings.mqtt.host}:{settings.mqtt.port}"
+    broker: embedded_broker.EmbeddedBroker | None = None
+    if host_source is None and not embedded_broker.answers(settings.mqtt.host, settings.mqtt.port):
+        try:
+            broker = embedded_broker.start(settings.mqtt.port)
+        except embedded_broker.EmbeddedBrokerError as exc:
+            print(
+                f"demo: no MQTT broker at {where}, and none could be started: {exc}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        settings.mqtt = settings.mqtt.model_copy(
+            update={
+                "host": broker.host,
+                "port": broker.port,
+                "tls": False,
+                "username": None,
+                "password": None,
+            }
+        )
+        print(
+            f"demo: no MQTT broker at {where}; started an embedded one ({broker.name}) "
+            f"on {broker.host}:{broker.port}, stopped on exit",
+            flush=True,
+        )
+
     prefix = settings.topic_prefix
 
     def show(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
@@ -176,17 +252,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         watcher.connect(settings.mqtt.host, settings.mqtt.port)
     except OSError as exc:
+        chosen = f" ({host_source})" if host_source else ""
         print(
-            f"cannot reach the MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} ({exc}); "
-            "start one (e.g. `mosquitto`) or set HIK2MQTT_MQTT__HOST/PORT",
+            f"cannot reach the MQTT broker at {where}{chosen}: {exc}; start it, or leave "
+            "HIK2MQTT_MQTT__HOST and --broker unset and the demo starts its own",
             file=sys.stderr,
         )
-        sim.stop()
+        if broker is not None:
+            broker.stop()
         return EXIT_FAILURE
+    sim = Simulator(interval=args.interval, password="demo-password")  # noqa: S106
+    sim.start()
+    camera = CameraSettings.model_validate(
+        {"host": sim.host, "port": sim.port, "username": sim.username, "password": sim.password}
+    )
+    settings.cameras = {"demo": camera}
     watcher.loop_start()
+    chosen = f" ({host_source})" if host_source else ""
     print(
         f"demo: simulated camera at {sim.url}, a read every {args.interval} s; "
-        f"showing {prefix}/# on {settings.mqtt.host}:{settings.mqtt.port}. Ctrl-C stops.",
+        f"showing {prefix}/# on {settings.mqtt.host}:{settings.mqtt.port}{chosen}. "
+        "Ctrl-C stops.",
         flush=True,
     )
     stop = threading.Event()
@@ -197,6 +283,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         watcher.loop_stop()
         watcher.disconnect()
         sim.stop()
+        if broker is not None:
+            broker.stop()
 
 
 def health_problems(path: Path, *, max_age: float, now: float | None = None) -> list[str]:
@@ -277,8 +365,20 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--max-age", type=float, default=30.0, help="stale after seconds (30)")
     health.set_defaults(func=cmd_health)
 
-    demo = sub.add_parser("demo", help="simulator + bridge + print what reaches the broker")
-    demo.add_argument("--env-file", type=Path, help="broker settings file (default: ./.env)")
+    demo = sub.add_parser(
+        "demo",
+        help="simulator + bridge + print what reaches the broker (starts one if there is none)",
+    )
+    demo.add_argument(
+        "--broker",
+        type=_broker_address,
+        metavar="HOST[:PORT]",
+        help="use this MQTT broker (default: HIK2MQTT_MQTT__*, else localhost:1883, "
+        "else an embedded one)",
+    )
+    demo.add_argument(
+        "--env-file", type=Path, help="settings file (default: none; ./.env is ignored)"
+    )
     demo.add_argument("--interval", type=float, default=3.0, help="seconds between reads (3)")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -26,6 +26,12 @@ from hik2mqtt.topics import OFFLINE
 
 log = logging.getLogger(__name__)
 
+# `run` never starts a broker of its own (production uses a real one): it says how to get one.
+NO_BROKER_HINT = (
+    " (no broker yet? `apt-get install mosquitto`, or `docker compose up -d mosquitto`,"
+    " and set HIK2MQTT_MQTT__HOST; `hik2mqtt demo` brings its own for trying)"
+)
+
 
 class MqttLink:
     """One connection to the broker, kept up for the life of the bridge."""
@@ -164,7 +170,11 @@ class MqttLink:
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
         if not self._outage_logged:
-            log.warning("MQTT broker %s unreachable; retrying until it answers", self.where)
+            log.warning(
+                "MQTT broker %s unreachable; retrying until it answers%s",
+                self.where,
+                "" if self._ever_connected else NO_BROKER_HINT,
+            )
             self._outage_logged = True
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
