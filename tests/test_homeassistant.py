@@ -192,8 +192,9 @@ DOCUMENTED = {
 }
 
 
-def wait_for_entities(ha: HomeAssistant, wanted: set[str], timeout: float = 60) -> None:
-    """Wait until HA has every wanted entity; else fail naming what is missing."""
+def wait_for_entities(ha: HomeAssistant, wanted: set[str], timeout: float = 180) -> None:
+    """Wait until HA has every wanted entity; else fail naming what is missing. (On a first
+    start HA installs its MQTT integration's requirements before it subscribes.)"""
     deadline = time.monotonic() + timeout
     while not wanted <= (found := set(ha.states())) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -202,12 +203,13 @@ def wait_for_entities(ha: HomeAssistant, wanted: set[str], timeout: float = 60) 
 
 
 def our_complaints(ha: HomeAssistant) -> list[str]:
-    """Warnings and errors in HA's log about our discovery (deprecations included)."""
+    """Warnings and errors of HA's MQTT integration, or naming us (deprecations included:
+    HA 2025.10 to 2026.3 warn there about ``object_id`` sent without ``default_entity_id``)."""
     return [
         line
         for line in ha.log_lines()
         if ("WARNING" in line or "ERROR" in line)
-        and ("hik2mqtt" in line or "object_id" in line or "default_entity_id" in line)
+        and ("components.mqtt" in line or "hik2mqtt" in line or "object_id" in line)
     ]
 
 
