@@ -13,7 +13,6 @@ recognition is not tried: it would make the camera read.
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 import time
@@ -25,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hik2mqtt.camera import CameraClient
 from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.discovery import other_bridges_cameras
 from hik2mqtt.errors import AuthError, CameraError, CameraHTTPError, DecodeError
 from hik2mqtt.events import parse_xml
 from hik2mqtt.mqtt import MqttVersion, build_client, connect_kwargs, refused_mqtt5
@@ -145,38 +145,6 @@ def _shared_cameras(
     with lock:
         found = dict(retained)
     return other_bridges_cameras(topics, found, set(settings.cameras))
-
-
-def other_bridges_cameras(
-    topics: Topics, retained: dict[str, bytes], ours: set[str]
-) -> list[tuple[str, str]]:
-    """(camera, other bridge) for our cameras in the registry of another bridge that is
-    online, from the retained ``<prefix>/bridge/...`` messages (other bridge: its id, or
-    ``(no id)``)."""
-    online: set[str | None] = set()
-    registries: dict[str | None, set[str]] = {}
-    for topic, payload in retained.items():
-        parsed = topics.parse_bridge_topic(topic)
-        if parsed is None:
-            continue
-        bridge, kind = parsed
-        if bridge == topics.bridge_id:
-            continue
-        if kind == "status" and payload == b"online":
-            online.add(bridge)
-        elif kind == "cameras":
-            try:
-                names = json.loads(payload or b"[]")
-            except ValueError:
-                continue
-            if isinstance(names, list):
-                registries[bridge] = {n for n in names if isinstance(n, str)}
-    return sorted(
-        (camera, bridge if bridge is not None else "(no id)")
-        for bridge, cameras in registries.items()
-        if bridge in online
-        for camera in cameras & ours
-    )
 
 
 def _xml(client: CameraClient, path: str) -> tuple[str, dict[str, Any]]:

@@ -202,3 +202,35 @@ def removal_topics(discovery_prefix: str, camera: str) -> list[str]:
     objects += [("image", f"image_{k}") for k in PICTURE_KINDS]
     objects += [("binary_sensor", "connected")]
     return [f"{discovery_prefix}/{c}/{node}/{o}/config" for c, o in objects]
+
+
+def other_bridges_cameras(
+    topics: Topics, retained: dict[str, bytes], ours: set[str]
+) -> list[tuple[str, str]]:
+    """(camera, other bridge) for our cameras in the registry of another bridge that is
+    online, from the retained ``<prefix>/bridge/...`` messages (other bridge: its id, or
+    ``(no id)``)."""
+    online: set[str | None] = set()
+    registries: dict[str | None, set[str]] = {}
+    for topic, payload in retained.items():
+        parsed = topics.parse_bridge_topic(topic)
+        if parsed is None:
+            continue
+        bridge, kind = parsed
+        if bridge == topics.bridge_id:
+            continue
+        if kind == "status" and payload == b"online":
+            online.add(bridge)
+        elif kind == "cameras":
+            try:
+                names = json.loads(payload or b"[]")
+            except ValueError:
+                continue
+            if isinstance(names, list):
+                registries[bridge] = {n for n in names if isinstance(n, str)}
+    return sorted(
+        (camera, bridge if bridge is not None else "(no id)")
+        for bridge, cameras in registries.items()
+        if bridge in online
+        for camera in cameras & ours
+    )

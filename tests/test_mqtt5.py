@@ -24,8 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hik2mqtt.check import Report, check_broker, other_bridges_cameras
+from hik2mqtt.check import Report, check_broker
 from hik2mqtt.config import MqttSettings, Settings, load_settings
+from hik2mqtt.discovery import other_bridges_cameras
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.mqtt import (
     JSON,
