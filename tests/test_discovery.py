@@ -13,6 +13,7 @@ from hik2mqtt.topics import Topics
 from tests.conftest import (
     AnyBroker,
     RunBridge,
+    Stand_in,
     Subscribe,
     Subscriber,
     bridge_settings,
@@ -289,8 +290,6 @@ def test_a_killed_bridge_takes_only_its_own_status_down(
 ) -> None:
     """A bridge whose connection dies (its last will) sets only its own status offline;
     the other bridge's status stays online, and reads say which bridge published them."""
-    from tests.test_mqtt5 import Stand_in
-
     sub = subscribe(f"{prefix}/#")
     proxy = Stand_in(broker, refuse_v5=False)
     try:
