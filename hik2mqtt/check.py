@@ -1,6 +1,8 @@
 """``hik2mqtt check``: try the configuration against the real broker and cameras.
 
-For the broker: a connection with the configured credentials and TLS. For each camera: a
+For the broker: a connection built as the bridge builds it (credentials, TLS and
+``VERIFY_TLS``, MQTT 5 or the 3.1.1 fallback), and our cameras that another live bridge
+announces in its retained registry (``<prefix>/bridge/<id>/cameras``). For each camera: a
 login (one attempt: cameras lock accounts), its device info, whether vehicle detection is
 on (``/ISAPI/Traffic/channels/<ch>/vehicleDetect``), and whether its vehicle detection
 event notifies the "surveillance center" (``/ISAPI/Event/triggers/vehicledetection-<ch>``,
@@ -11,17 +13,22 @@ recognition is not tried: it would make the camera read.
 
 from __future__ import annotations
 
+import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from hik2mqtt import isapi
 from hik2mqtt.camera import CameraClient
 from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.discovery import other_bridges_cameras
 from hik2mqtt.errors import AuthError, CameraError, CameraHTTPError, DecodeError
+from hik2mqtt.mqtt import MqttVersion, build_client, connect_kwargs, refused_mqtt5
+from hik2mqtt.topics import Topics
 
 
 @dataclass
@@ -41,43 +48,103 @@ class Report:
 
 
 def check_broker(settings: Settings, report: Report, *, timeout: float = 5.0) -> None:
+    """Connect as the bridge would (the same client builder: credentials, TLS, protocol),
+    say which MQTT version works, and report our cameras that another live bridge on the
+    broker announces too."""
     mqtt = settings.mqtt
     where = f"broker {mqtt.host}:{mqtt.port}"
-    answered = threading.Event()
-    outcome: dict[str, Any] = {}
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-check")
-    if mqtt.username is not None:
-        client.username_pw_set(
-            mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None
+    protocol: MqttVersion = mqtt.protocol
+    client, reason = _connect(settings, protocol, timeout=timeout)
+    if client is not None and isinstance(reason, ReasonCode) and refused_mqtt5(reason):
+        _close(client)
+        protocol = "3.1.1"
+        client, reason = _connect(settings, protocol, timeout=timeout)
+        report.note(
+            f"{where} refused MQTT 5: the bridge will fall back to MQTT 3.1.1, without "
+            "message expiry (see README, MQTT 5)"
         )
-    if mqtt.tls:
-        client.tls_set(
-            ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None,
-            certfile=str(mqtt.cert_file) if mqtt.cert_file else None,
-            keyfile=str(mqtt.key_file) if mqtt.key_file else None,
-        )
+    if client is None:
+        report.bad(f"{where}: {reason}")
+        return
+    try:
+        if reason is None:
+            report.bad(f"{where}: no answer within {timeout:.0f} s")
+        elif isinstance(reason, ReasonCode) and reason.is_failure:
+            report.bad(f"{where}: refused ({reason}); check __USERNAME and __PASSWORD")
+        else:
+            unverified = mqtt.tls and not mqtt.verify_tls
+            extra = " (certificate not verified: VERIFY_TLS=false)" if unverified else ""
+            report.ok(f"{where}: connected, MQTT {protocol}{extra}")
+            for camera, other in _shared_cameras(client, settings, timeout=timeout):
+                report.bad(
+                    f"camera {camera}: the live bridge {other} on this broker announces it "
+                    "too; a camera belongs on one bridge (see docs/mqtt5-and-bridges.md)"
+                )
+    finally:
+        _close(client)
 
-    def on_connect(_c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+
+def _close(client: paho.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
+def _connect(
+    settings: Settings, protocol: MqttVersion, *, timeout: float
+) -> tuple[paho.Client | None, ReasonCode | str | None]:
+    """(client, its CONNACK reason; None: no answer), or (None, what went wrong)."""
+    mqtt = settings.mqtt
+    answered = threading.Event()
+    outcome: dict[str, ReasonCode] = {}
+    client = build_client(mqtt, client_id=f"{mqtt.client_id}-check", protocol=protocol)
+
+    def on_connect(_c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         outcome["reason"] = reason
         answered.set()
 
     client.on_connect = on_connect
     try:
-        client.connect(mqtt.host, mqtt.port, keepalive=10)
-    except OSError as exc:
-        report.bad(f"{where}: cannot connect ({exc}); check HIK2MQTT_MQTT__HOST and __PORT")
-        return
+        client.connect(
+            mqtt.host, mqtt.port, keepalive=10, **connect_kwargs(protocol, max_packet_size=None)
+        )
+    except (OSError, ValueError) as exc:
+        hint = "HIK2MQTT_MQTT__HOST and __PORT"
+        if isinstance(exc, ssl.SSLError):
+            hint = "HIK2MQTT_MQTT__TLS, __CA_FILE and __VERIFY_TLS"
+        return None, f"cannot connect ({exc}); check {hint}"
     client.loop_start()
-    try:
-        if not answered.wait(timeout):
-            report.bad(f"{where}: no answer within {timeout:.0f} s")
-        elif outcome["reason"].is_failure:
-            report.bad(f"{where}: refused ({outcome['reason']}); check __USERNAME and __PASSWORD")
-        else:
-            report.ok(f"{where}: connected")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    answered.wait(timeout)
+    return client, outcome.get("reason")
+
+
+# Retained messages arrive right after the subscription is acknowledged: this is how long
+# ``check`` listens for the other bridges' statuses and registries.
+_LISTEN_FOR_BRIDGES = 1.0
+
+
+def _shared_cameras(
+    client: paho.Client, settings: Settings, *, timeout: float
+) -> list[tuple[str, str]]:
+    if not settings.cameras:
+        return []
+    topics = Topics(settings.topic_prefix, settings.bridge_id)
+    retained: dict[str, bytes] = {}
+    lock = threading.Lock()
+    subscribed = threading.Event()
+
+    def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        if message.retain and len(message.payload) <= 64 * 1024:
+            with lock:
+                retained[message.topic] = bytes(message.payload)
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.subscribe(topics.bridges_filter, qos=1)
+    if subscribed.wait(timeout):
+        time.sleep(_LISTEN_FOR_BRIDGES)
+    with lock:
+        found = dict(retained)
+    return other_bridges_cameras(topics, found, set(settings.cameras))
 
 
 def _get(client: CameraClient, path: str) -> bytes:

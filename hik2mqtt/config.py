@@ -13,7 +13,15 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hik2mqtt.errors import ConfigError
@@ -22,6 +30,7 @@ from hik2mqtt.multipart import DEFAULT_MAX_PART_SIZE
 ENV_PREFIX = "HIK2MQTT_"
 _BAD_TOPIC_CHARS = re.compile(r"[+#\x00]")
 _BAD_NAME_CHARS = re.compile(r"[/+#\x00\s]")
+_BRIDGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class MqttSettings(BaseModel):
@@ -52,6 +61,23 @@ class MqttSettings(BaseModel):
         ge=10,
         description="Messages held while the broker is away; past it the newest are dropped.",
     )
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description="MQTT version: 5, or 3.1.1; with 5 the bridge falls back to 3.1.1 (one "
+        "warning) when the broker refuses 5.",
+    )
+    read_expiry: int = Field(
+        60,
+        ge=0,
+        le=4_294_967_295,
+        description="MQTT 5 message expiry, seconds, of reads, gate decisions, command results "
+        "and events: a subscriber that comes back later gets nothing this old; 0: never.",
+    )
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
 
 
 class GateSettings(BaseModel):
@@ -179,6 +205,11 @@ class Settings(BaseSettings):
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
     topic_prefix: str = Field("anpr", description="First level of every topic.")
+    bridge_id: str | None = Field(
+        None,
+        description="This bridge's name among several on one broker (letters, digits, - and _): "
+        "its own status, camera registry and Home Assistant bridge device; unset: one bridge.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )
@@ -238,6 +269,12 @@ class Settings(BaseSettings):
             data["log_level"] = data["log_level"].upper()
         return data
 
+    @field_validator("bridge_id", mode="before")
+    @classmethod
+    def _empty_bridge_id(cls, value: Any) -> Any:
+        """``HIK2MQTT_BRIDGE_ID=`` (empty, as in an example file) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 def _variable(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
@@ -285,6 +322,12 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
         problems.append(
             f"{ENV_PREFIX}TOPIC_PREFIX: must be a non-empty topic without +, # "
             f"or a leading/trailing / (got {prefix!r})"
+        )
+    bridge_id = settings.bridge_id
+    if bridge_id is not None and not _BRIDGE_ID.fullmatch(bridge_id):
+        problems.append(
+            f"{ENV_PREFIX}BRIDGE_ID: letters, digits, - and _ only, at most 64 "
+            f"(got {bridge_id[:70]!r})"
         )
     if require_cameras and not settings.cameras:
         problems.append(

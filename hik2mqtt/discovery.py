@@ -10,11 +10,22 @@ and one for the bridge. Per camera:
 - ``button`` "Read now": publishes to ``<prefix>/<camera>/trigger``;
 - ``binary_sensor`` "Connected" (connectivity) from ``<prefix>/<camera>/status``.
 
-Every entity is available while the bridge is online and, except "Connected" (which must
+Every entity is available while its bridge is online and, except "Connected" (which must
 be able to say *off*), while the camera is online. Unique ids are built from the camera's
-configured key, so they survive restarts and changes of the display name. Topics follow
+configured key, so they survive restarts, changes of the display name and a move of the
+camera to another bridge. Topics follow
 ``<discovery prefix>/<component>/hik2mqtt_<camera>/<object>/config`` and are retained; a
 camera that is no longer configured gets empty retained configs, which removes it.
+
+With a bridge id (``HIK2MQTT_BRIDGE_ID``) the bridge device, its unique ids and the
+availability topic are that bridge's own (``hik2mqtt_bridge_<id>``,
+``<prefix>/bridge/<id>/status``); without one, exactly what a single bridge always had.
+
+Entity ids: ``default_entity_id`` (``"event.hik2mqtt_gate_plate"``) sets them on Home
+Assistant 2025.10 and later; ``object_id`` (``"hik2mqtt_gate_plate"``) on earlier ones.
+Both are sent: 2025.10 to 2026.3 use ``default_entity_id`` and warn only when ``object_id``
+comes alone; 2026.4 dropped ``object_id`` from its schema, and discovery removes keys it
+doesn't know, as earlier versions do with ``default_entity_id``.
 Reference: https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery
 """
 
@@ -42,6 +53,16 @@ class DeviceInfo:
 
 
 ORIGIN = {"name": "hik2mqtt", "sw_version": __version__, "support_url": SUPPORT_URL}
+
+
+def bridge_node(topics: Topics) -> str:
+    """The bridge device's identifier (and discovery node id)."""
+    return BRIDGE_ID if topics.bridge_id is None else f"{BRIDGE_ID}_{topics.bridge_id}"
+
+
+def entity_ids(component: str, object_id: str) -> dict[str, str]:
+    """The keys that make Home Assistant name an entity ``<component>.<object_id>``."""
+    return {"default_entity_id": f"{component}.{object_id}", "object_id": object_id}
 
 
 def _availability(topics: Topics, camera: str | None) -> dict[str, Any]:
@@ -73,7 +94,7 @@ def camera_configs(
         "manufacturer": "Hikvision",
         "model": info.model or "ANPR camera",
         "configuration_url": configuration_url,
-        "via_device": BRIDGE_ID,
+        "via_device": bridge_node(topics),
     }
     if info.serial:
         device["serial_number"] = info.serial
@@ -86,7 +107,7 @@ def camera_configs(
         doc = {
             "name": name,
             "unique_id": f"{node}_{obj}",
-            "object_id": f"{node}_{obj}",
+            **entity_ids(component, f"{node}_{obj}"),
             "device": device,
             "origin": ORIGIN,
             **_availability(topics, camera if camera_availability else None),
@@ -150,13 +171,15 @@ def camera_configs(
 
 def bridge_configs(topics: Topics, *, discovery_prefix: str) -> dict[str, bytes]:
     """The bridge's own device: a connectivity sensor for the bridge itself."""
+    node = bridge_node(topics)
+    name = "hik2mqtt bridge" if topics.bridge_id is None else f"hik2mqtt bridge {topics.bridge_id}"
     doc = {
         "name": "Bridge connected",
-        "unique_id": f"{BRIDGE_ID}_connected",
-        "object_id": f"{BRIDGE_ID}_connected",
+        "unique_id": f"{node}_connected",
+        **entity_ids("binary_sensor", f"{node}_connected"),
         "device": {
-            "identifiers": [BRIDGE_ID],
-            "name": "hik2mqtt bridge",
+            "identifiers": [node],
+            "name": name,
             "manufacturer": "hik2mqtt",
             "model": "bridge",
             "sw_version": __version__,
@@ -168,7 +191,7 @@ def bridge_configs(topics: Topics, *, discovery_prefix: str) -> dict[str, bytes]
         "device_class": "connectivity",
         "entity_category": "diagnostic",
     }
-    topic = f"{discovery_prefix}/binary_sensor/{BRIDGE_ID}/connected/config"
+    topic = f"{discovery_prefix}/binary_sensor/{node}/connected/config"
     return {topic: json.dumps(doc, separators=(",", ":")).encode()}
 
 
@@ -179,3 +202,35 @@ def removal_topics(discovery_prefix: str, camera: str) -> list[str]:
     objects += [("image", f"image_{k}") for k in PICTURE_KINDS]
     objects += [("binary_sensor", "connected")]
     return [f"{discovery_prefix}/{c}/{node}/{o}/config" for c, o in objects]
+
+
+def other_bridges_cameras(
+    topics: Topics, retained: dict[str, bytes], ours: set[str]
+) -> list[tuple[str, str]]:
+    """(camera, other bridge) for our cameras in the registry of another bridge that is
+    online, from the retained ``<prefix>/bridge/...`` messages (other bridge: its id, or
+    ``(no id)``)."""
+    online: set[str | None] = set()
+    registries: dict[str | None, set[str]] = {}
+    for topic, payload in retained.items():
+        parsed = topics.parse_bridge_topic(topic)
+        if parsed is None:
+            continue
+        bridge, kind = parsed
+        if bridge == topics.bridge_id:
+            continue
+        if kind == "status" and payload == b"online":
+            online.add(bridge)
+        elif kind == "cameras":
+            try:
+                names = json.loads(payload or b"[]")
+            except ValueError:
+                continue
+            if isinstance(names, list):
+                registries[bridge] = {n for n in names if isinstance(n, str)}
+    return sorted(
+        (camera, bridge if bridge is not None else "(no id)")
+        for bridge, cameras in registries.items()
+        if bridge in online
+        for camera in cameras & ours
+    )

@@ -1,4 +1,17 @@
-"""The MQTT side, on paho-mqtt 2.x: publishing, the last will, command subscriptions.
+"""The MQTT side, on paho-mqtt 2.x: the one client builder, publishing, the last will,
+command subscriptions, MQTT 5 properties.
+
+- ``build_client`` is the only place a paho client is made (``run``, ``check``, ``demo``):
+  credentials, TLS (``VERIFY_TLS``), the protocol and the last will are the same everywhere.
+- ``MqttLink`` is one connection kept up for the life of the bridge (or of the demo's
+  subscriber). It speaks MQTT 5 unless told ``3.1.1``; a broker that refuses 5 ("unsupported
+  protocol version") gets one warning and a 3.1.1 client from then on (reconnects included).
+- ``Props`` are MQTT 5 publish properties (content type, message expiry, user properties,
+  correlation data); under 3.1.1 they are dropped, since the protocol has no place for them.
+- What arrives is handed on as ``Incoming`` with its response topic and correlation data,
+  both bounded (see ``MAX_RESPONSE_TOPIC`` and ``MAX_CORRELATION_DATA``); under MQTT 5 the
+  link also tells the broker the largest packet it takes (``max_packet_size``), so a hostile
+  publisher's huge command never reaches us.
 
 paho runs its own network thread (``loop_start``). Its callbacks never do HTTP or wait:
 they hand work to the caller's callbacks, which only queue it. QoS 1 messages published
@@ -15,10 +28,13 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from hik2mqtt.config import MqttSettings
@@ -31,51 +47,211 @@ NO_BROKER_HINT = (
     " (no broker yet? `apt-get install mosquitto`, or `docker compose up -d mosquitto`,"
     " and set HIK2MQTT_MQTT__HOST; `hik2mqtt demo` brings its own for trying)"
 )
+MqttVersion = Literal["5", "3.1.1"]
+
+JSON = "application/json"
+JPEG = "image/jpeg"
+TEXT = "text/plain"
+
+# CONNACK reason "Unsupported Protocol Version" (MQTT 5 0x84; paho maps a 3.1.1 broker's
+# return code 1, "unacceptable protocol version", to the same reason).
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+# A response topic or correlation data past these is not answered (a request/response id
+# is a few dozen bytes; nothing a publisher sends may make us echo kilobytes).
+MAX_RESPONSE_TOPIC = 256
+MAX_CORRELATION_DATA = 256
+# Largest packet the bridge takes from the broker under MQTT 5: commands are at most a few
+# hundred bytes and the camera registry a list of names. The broker drops bigger ones.
+MAX_INCOMING_PACKET = 256 * 1024
+MAX_EXPIRY = 4_294_967_295  # a four-byte integer in MQTT 5
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The last will: published by the broker when the connection dies without a goodbye."""
+
+    topic: str
+    payload: bytes | str = OFFLINE
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Props:
+    """MQTT 5 properties of one publish (all optional); ignored under MQTT 3.1.1.
+
+    ``expiry``: seconds after which the broker discards the message instead of delivering
+    it (to a subscriber that was away, or from the retained store); None: never.
+    """
+
+    content_type: str | None = None
+    expiry: int | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    correlation_data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.expiry is not None and not 0 < self.expiry <= MAX_EXPIRY:
+            msg = f"expiry must be 1..{MAX_EXPIRY} seconds or None, not {self.expiry}"
+            raise ValueError(msg)
+        if self.correlation_data is not None and len(self.correlation_data) > 65535:
+            msg = "correlation data is at most 65535 bytes"
+            raise ValueError(msg)
+
+    def to_paho(self) -> Properties | None:
+        """paho's PUBLISH properties (None when there are none)."""
+        if (
+            self.content_type is None
+            and self.expiry is None
+            and not self.user_properties
+            and self.correlation_data is None
+        ):
+            return None
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if self.content_type is not None:
+            properties.ContentType = self.content_type
+        if self.expiry is not None:
+            properties.MessageExpiryInterval = self.expiry
+        if self.user_properties:
+            properties.UserProperty = list(self.user_properties)
+        if self.correlation_data is not None:
+            properties.CorrelationData = self.correlation_data
+        return properties
+
+
+def expiring(content_type: str, expiry: int, **user: str | None) -> Props:
+    """Props for a message a gate might act on: ``expiry`` seconds (0: never expires)
+    and user properties from ``user`` (None values left out), e.g. camera and event_id."""
+    return Props(
+        content_type=content_type,
+        expiry=expiry or None,
+        user_properties=tuple((k, v) for k, v in user.items() if v is not None),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message from the broker. ``response_topic`` and ``correlation_data`` come with an
+    MQTT 5 request that wants an answer (None otherwise, and always under 3.1.1)."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+def response_topic_problem(topic: str) -> str | None:
+    """Why a request's response topic can't be answered on (None: it can)."""
+    if not topic:
+        return "empty response topic"
+    if len(topic.encode("utf-8", "replace")) > MAX_RESPONSE_TOPIC:
+        return f"response topic over {MAX_RESPONSE_TOPIC} bytes"
+    if any(c in topic for c in "+#\x00"):
+        return "response topic with a wildcard or NUL"
+    return None
+
+
+def build_client(
+    settings: MqttSettings,
+    *,
+    client_id: str,
+    protocol: MqttVersion,
+    will: Will | None = None,
+) -> paho.Client:
+    """A paho client (not connected) with the settings' credentials and TLS.
+
+    Every command builds its clients here. ``settings.verify_tls`` false accepts any
+    certificate and host name (the caller says so in its own log or report).
+    """
+    if protocol == "5":
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    else:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
+    if settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password)
+    if settings.tls:
+        client.tls_set(
+            ca_certs=str(settings.ca_file) if settings.ca_file else None,
+            certfile=str(settings.cert_file) if settings.cert_file else None,
+            keyfile=str(settings.key_file) if settings.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED if settings.verify_tls else ssl.CERT_NONE,
+        )
+        if not settings.verify_tls:
+            client.tls_insecure_set(True)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+    return client
+
+
+def connect_kwargs(protocol: MqttVersion, *, max_packet_size: int | None) -> dict[str, Any]:
+    """The extra arguments of ``connect``/``connect_async`` for a fresh session."""
+    if protocol != "5":
+        return {}
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if max_packet_size is not None:
+        properties.MaximumPacketSize = max_packet_size
+    return {"clean_start": True, "properties": properties}
+
+
+def refused_mqtt5(reason_code: ReasonCode) -> bool:
+    """True for the CONNACK of a broker that does not speak MQTT 5."""
+    return bool(reason_code.value == UNSUPPORTED_PROTOCOL_VERSION)
 
 
 class MqttLink:
-    """One connection to the broker, kept up for the life of the bridge."""
+    """One connection to the broker, kept up for the life of the bridge.
+
+    ``on_incoming`` gets every message as an ``Incoming``; the older ``on_message(topic,
+    payload, retained)`` still works (give one of the two). ``protocol`` says what is in
+    use now: the settings' choice, or ``3.1.1`` after the broker refused 5.
+    """
 
     def __init__(
         self,
         *,
         settings: MqttSettings,
-        will_topic: str,
+        will_topic: str | None,
         subscriptions: list[str],
         on_connect: Callable[[], None],
-        on_message: Callable[[str, bytes, bool], None],
+        on_message: Callable[[str, bytes, bool], None] | None = None,
+        on_incoming: Callable[[Incoming], None] | None = None,
         on_published: Callable[[int], None] = lambda _mid: None,
+        client_id: str | None = None,
+        max_packet_size: int | None = MAX_INCOMING_PACKET,
     ) -> None:
+        if (on_message is None) == (on_incoming is None):
+            msg = "give MqttLink one of on_message and on_incoming"
+            raise TypeError(msg)
         self.settings = settings
         self.connected = threading.Event()
+        self.protocol: MqttVersion = settings.protocol
+        self._client_id = client_id or settings.client_id
+        self._will = Will(will_topic) if will_topic is not None else None
+        self._max_packet_size = max_packet_size
         self._subscriptions = subscriptions
         self._on_connect_cb = on_connect
         self._on_message_cb = on_message
+        self._on_incoming_cb = on_incoming
         self._on_published_cb = on_published
         self._stopping = False
+        self._started = False
         self._ever_connected = False
         self._outage_logged = False
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=paho.MQTTv311,
-            clean_session=True,
+        self._swap_lock = threading.Lock()
+        if settings.tls and not settings.verify_tls:
+            log.warning("MQTT: the broker's certificate is not verified (VERIFY_TLS=false)")
+        self._client = self._make_client()
+
+    def _make_client(self) -> paho.Client:
+        client = build_client(
+            self.settings, client_id=self._client_id, protocol=self.protocol, will=self._will
         )
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else None
-            client.username_pw_set(settings.username, password)
-        if settings.tls:
-            client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                certfile=str(settings.cert_file) if settings.cert_file else None,
-                keyfile=str(settings.key_file) if settings.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED if settings.verify_tls else ssl.CERT_NONE,
-            )
-            if not settings.verify_tls:
-                client.tls_insecure_set(True)
-                log.warning("MQTT: the broker's certificate is not verified (VERIFY_TLS=false)")
-        client.will_set(will_topic, OFFLINE, qos=1, retain=True)
-        client.max_queued_messages_set(settings.queue_size)
+        client.max_queued_messages_set(self.settings.queue_size)
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
@@ -83,7 +259,7 @@ class MqttLink:
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        self._client = client
+        return client
 
     @property
     def where(self) -> str:
@@ -91,14 +267,36 @@ class MqttLink:
 
     def start(self) -> None:
         """Connect in the background; paho keeps retrying until the broker answers."""
-        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
-        self._client.loop_start()
+        with self._swap_lock:
+            self._started = True
+            self._connect(self._client)
+
+    def _connect(self, client: paho.Client) -> None:
+        client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            self.settings.keepalive,
+            **connect_kwargs(self.protocol, max_packet_size=self._max_packet_size),
+        )
+        client.loop_start()
 
     def publish(
-        self, topic: str, payload: bytes | str, *, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        retain: bool = False,
+        props: Props | None = None,
     ) -> paho.MQTTMessageInfo | None:
-        """Publish at QoS 1; None when paho's queue is full and the message was not taken."""
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        """Publish at QoS 1; None when paho's queue is full and the message was not taken.
+
+        ``props`` go out under MQTT 5 and are dropped under 3.1.1.
+        """
+        client = self._client
+        properties = (
+            props.to_paho() if props is not None and client.protocol == paho.MQTTv5 else None
+        )
+        info = client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             log.warning(
                 "MQTT queue full (%d messages): dropped %s", self.settings.queue_size, topic
@@ -108,14 +306,44 @@ class MqttLink:
 
     def stop(self, final: list[tuple[str, bytes | str]], *, timeout: float = 2.0) -> None:
         """Publish ``final`` (retained), wait for them up to ``timeout``, disconnect."""
-        self._stopping = True
-        infos = [self._client.publish(t, p, qos=1, retain=True) for t, p in final]
+        with self._swap_lock:
+            self._stopping = True
+        client = self._client
+        infos = [client.publish(t, p, qos=1, retain=True) for t, p in final]
         deadline = time.monotonic() + timeout
         if self.connected.is_set():
             while time.monotonic() < deadline and not all(i.is_published() for i in infos):
                 time.sleep(0.01)
-        self._client.disconnect()
-        self._client.loop_stop()
+        client.disconnect()
+        client.loop_stop()
+
+    # -- falling back to MQTT 3.1.1 ------------------------------------------------------
+
+    def _fall_back(self, old: paho.Client, reason_code: ReasonCode) -> None:
+        """paho's thread: the broker refused MQTT 5. One warning; from now on 3.1.1."""
+        log.warning(
+            "MQTT broker %s refused MQTT 5 (%s): using MQTT 3.1.1, without message expiry, "
+            "content types or response topics (see README, MQTT 5)",
+            self.where,
+            reason_code,
+        )
+        self.protocol = "3.1.1"
+        self._client = self._make_client()
+        threading.Thread(
+            target=self._replace, args=(old,), name="mqtt-fallback", daemon=True
+        ).start()
+
+    def _replace(self, old: paho.Client) -> None:
+        """Stop the refused client's thread, then start the 3.1.1 one (unless stopping)."""
+        try:
+            old.loop_stop()
+            with contextlib.suppress(Exception):
+                old.disconnect()
+            with self._swap_lock:
+                if self._started and not self._stopping:
+                    self._connect(self._client)
+        except Exception:  # a thread that dies must say so
+            log.exception("MQTT: could not switch to MQTT 3.1.1")
 
     # -- paho callbacks (network thread: no waiting here) -----------------------------
 
@@ -127,7 +355,13 @@ class MqttLink:
         reason_code: ReasonCode,
         _properties: Any,
     ) -> None:
+        if client is not self._client:
+            return
         if reason_code.is_failure:
+            if refused_mqtt5(reason_code) and client.protocol == paho.MQTTv5 and not self._stopping:
+                client.loop_stop()  # from its own thread: ends the loop, no join
+                self._fall_back(client, reason_code)
+                return
             if not self._outage_logged:
                 log.error("MQTT broker %s refused the connection: %s", self.where, reason_code)
                 self._outage_logged = True
@@ -139,7 +373,10 @@ class MqttLink:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info(
-            "MQTT %s to %s", "reconnected" if self._ever_connected else "connected", self.where
+            "MQTT %s to %s (MQTT %s)",
+            "reconnected" if self._ever_connected else "connected",
+            self.where,
+            self.protocol,
         )
         self._ever_connected = True
         self._outage_logged = False
@@ -150,12 +387,14 @@ class MqttLink:
 
     def _on_disconnect(
         self,
-        _client: paho.Client,
+        client: paho.Client,
         _userdata: Any,
         _flags: Any,
         reason_code: ReasonCode,
         _properties: Any,
     ) -> None:
+        if client is not self._client:
+            return
         self.connected.clear()
         if self._stopping:
             return
@@ -164,11 +403,14 @@ class MqttLink:
             self._outage_logged = True
 
     def _on_publish(
-        self, _client: paho.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
+        self, client: paho.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
     ) -> None:
-        self._on_published_cb(mid)
+        if client is self._client:
+            self._on_published_cb(mid)
 
-    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+    def _on_connect_fail(self, client: paho.Client, _userdata: Any) -> None:
+        if client is not self._client:
+            return
         if not self._outage_logged:
             log.warning(
                 "MQTT broker %s unreachable; retrying until it answers%s",
@@ -178,4 +420,59 @@ class MqttLink:
             self._outage_logged = True
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        self._on_message_cb(message.topic, bytes(message.payload), bool(message.retain))
+        payload = bytes(message.payload)
+        retained = bool(message.retain)
+        if self._on_message_cb is not None:
+            self._on_message_cb(message.topic, payload, retained)
+            return
+        response_topic, correlation = _request_of(message)
+        if self._on_incoming_cb is not None:
+            self._on_incoming_cb(
+                Incoming(message.topic, payload, retained, response_topic, correlation)
+            )
+
+
+def _request_of(message: paho.MQTTMessage) -> tuple[str | None, bytes | None]:
+    """The response topic and correlation data of an MQTT 5 request, when both are sane."""
+    properties = getattr(message, "properties", None)
+    if properties is None:
+        return None, None
+    topic = getattr(properties, "ResponseTopic", None)
+    if not isinstance(topic, str):
+        return None, None
+    correlation = getattr(properties, "CorrelationData", None)
+    if correlation is not None and not isinstance(correlation, bytes | bytearray):
+        correlation = None
+    problem = response_topic_problem(topic)
+    if problem is None and correlation is not None and len(correlation) > MAX_CORRELATION_DATA:
+        problem = f"correlation data over {MAX_CORRELATION_DATA} bytes"
+    if problem is not None:
+        log.warning(
+            "MQTT: not answering the request on %r on its response topic: %s",
+            message.topic[:200],
+            problem,
+        )
+        return None, None
+    return topic, bytes(correlation) if correlation is not None else None
+
+
+def subscriber(
+    settings: MqttSettings,
+    *,
+    client_id: str,
+    topics: list[str],
+    on_incoming: Callable[[Incoming], None],
+    on_connect: Callable[[], None] = lambda: None,
+) -> MqttLink:
+    """A link that only listens (no last will, any packet size), e.g. the demo's watcher:
+    same credentials, TLS, protocol and 3.1.1 fallback as the bridge. ``start()`` it, and
+    ``stop([])`` at the end."""
+    return MqttLink(
+        settings=settings,
+        will_topic=None,
+        subscriptions=topics,
+        on_connect=on_connect,
+        on_incoming=on_incoming,
+        client_id=client_id,
+        max_packet_size=None,
+    )

@@ -13,16 +13,53 @@ OFFLINE = "offline"
 
 @dataclass(frozen=True, slots=True)
 class Topics:
+    """Topic names. ``bridge_id`` (``HIK2MQTT_BRIDGE_ID``) names this bridge among several on
+    one broker: its own topics move to ``<prefix>/bridge/<id>/...``; camera topics don't."""
+
     prefix: str = "anpr"
+    bridge_id: str | None = None
+
+    @property
+    def _bridge(self) -> str:
+        if self.bridge_id is None:
+            return f"{self.prefix}/bridge"
+        return f"{self.prefix}/bridge/{self.bridge_id}"
 
     @property
     def bridge_status(self) -> str:
-        return f"{self.prefix}/bridge/status"
+        """This bridge's retained online/offline (and its last will)."""
+        return f"{self._bridge}/status"
 
     @property
     def camera_registry(self) -> str:
         """Retained list of the cameras the bridge announced (to remove dropped ones)."""
-        return f"{self.prefix}/bridge/cameras"
+        return f"{self._bridge}/cameras"
+
+    @property
+    def bridges_filter(self) -> str:
+        """Every bridge's status and registry on this prefix (with an id or without)."""
+        return f"{self.prefix}/bridge/#"
+
+    def parse_bridge_topic(self, topic: str) -> tuple[str | None, str] | None:
+        """``(bridge id or None, "status" | "cameras")`` for a bridge's own topic, else None."""
+        head = f"{self.prefix}/bridge/"
+        if not topic.startswith(head):
+            return None
+        levels = topic[len(head) :].split("/")
+        if len(levels) == 1 and levels[0] in ("status", "cameras"):
+            return None, levels[0]
+        if len(levels) == 2 and levels[0] and levels[1] in ("status", "cameras"):
+            return levels[0], levels[1]
+        return None
+
+    def may_answer_on(self, response_topic: str, *, also_forbidden: tuple[str, ...] = ()) -> bool:
+        """Whether a request's MQTT 5 response topic may be answered on: not under our own
+        prefix (an answer must not pose as a read, a status or a command) nor under any of
+        ``also_forbidden`` (e.g. Home Assistant's discovery prefix)."""
+        return not any(
+            response_topic == p or response_topic.startswith(p + "/")
+            for p in (self.prefix, *also_forbidden)
+        )
 
     @property
     def command_subscriptions(self) -> list[str]:

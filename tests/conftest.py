@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -18,6 +20,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from hik2mqtt.bridge import Bridge
 from hik2mqtt.config import Settings
@@ -271,3 +275,215 @@ def run_bridge() -> Iterator[Callable[[Settings], Bridge]]:
     yield start
     for bridge in started:
         bridge.stop()
+
+
+# -- MQTT 5 helpers (tests/test_mqtt5.py, and bridge tests with bridge ids) ----------------
+
+
+class Sub5:
+    """An MQTT 5 subscriber that records messages with their properties. ``session``: a
+    persistent session (the broker queues for it while it is away) under that client id."""
+
+    def __init__(self, where: AnyBroker, topics: list[str], *, session: str | None = None) -> None:
+        self.messages: list[paho.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._topics = topics
+        self._where = where
+        self._session = session
+        self.client = self._connect()
+
+    def _connect(self) -> paho.Client:
+        self._subscribed.clear()
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._session or f"test5-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5,
+        )
+        client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self._topics])
+        client.on_subscribe = lambda *_: self._subscribed.set()
+        client.on_message = self._on_message
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if self._session is not None:
+            properties.SessionExpiryInterval = 600
+        client.connect(
+            self._where.host,
+            self._where.port,
+            clean_start=self._session is None,
+            properties=properties,
+        )
+        client.loop_start()
+        wait_until(self._subscribed.is_set)
+        return client
+
+    def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def on(self, topic: str) -> list[paho.MQTTMessage]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def away(self) -> None:
+        """Disconnect; a persistent session's messages now queue at the broker."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def back(self) -> None:
+        self.client = self._connect()
+
+    def close(self) -> None:
+        self.away()
+        if self._session is not None:  # end the session at the broker
+            end = paho.Client(
+                CallbackAPIVersion.VERSION2, client_id=self._session, protocol=paho.MQTTv5
+            )
+            end.connect(self._where.host, self._where.port, clean_start=True)
+            end.disconnect()
+
+
+@pytest.fixture
+def sub5(broker: AnyBroker) -> Iterator[Any]:
+    made: list[Sub5] = []
+
+    def make(*topics: str, session: str | None = None, target: AnyBroker | None = None) -> Sub5:
+        sub = Sub5(target or broker, list(topics), session=session)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+def props_of(message: paho.MQTTMessage) -> dict[str, Any]:
+    properties = getattr(message, "properties", None)
+    return properties.json() if properties is not None else {}
+
+
+def after(deadline: float) -> bool:
+    return time.monotonic() >= deadline
+
+
+class Stand_in:
+    """A TCP proxy to a real broker that may refuse MQTT 5 CONNECTs as a 3.1.1-only broker
+    does (CONNACK, return code 1 "unacceptable protocol version", then close), and that
+    can cut every connection (the broker then sees them die without a goodbye)."""
+
+    def __init__(self, upstream: AnyBroker, *, refuse_v5: bool) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.levels: list[int] = []  # the protocol level of every CONNECT seen
+        self._upstream = upstream
+        self._refuse_v5 = refuse_v5
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server = socket.create_server((self.host, self.port))
+        self._server.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(conn)
+        try:
+            first = read_mqtt_packet(conn)
+            if first is None:
+                conn.close()
+                return
+            level = _connect_level(first)
+            self.levels.append(level)
+            if self._refuse_v5 and level == 5:
+                conn.sendall(b"\x20\x02\x00\x01")
+                conn.close()
+                return
+            up = socket.create_connection((self._upstream.host, self._upstream.port))
+            with self._lock:
+                self._socks.append(up)
+            up.sendall(first)
+            threading.Thread(target=_pipe, args=(up, conn), daemon=True).start()
+            _pipe(conn, up)
+        except OSError:
+            conn.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+        self._thread.join(2)
+        self.cut()
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def read_mqtt_packet(sock: socket.socket) -> bytes | None:
+    """One whole MQTT packet (fixed header, remaining length, body)."""
+    head = _read_exact(sock, 1)
+    if head is None:
+        return None
+    raw, length, shift = b"", 0, 0
+    while True:
+        byte = _read_exact(sock, 1)
+        if byte is None:
+            return None
+        raw += byte
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    body = _read_exact(sock, length)
+    return None if body is None else head + raw + body
+
+
+def _connect_level(packet: bytes) -> int:
+    index = 1
+    while packet[index] & 0x80:
+        index += 1
+    index += 1
+    name_length = int(struct.unpack("!H", packet[index : index + 2])[0])
+    return packet[index + 2 + name_length]
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def refuses_v5(broker: AnyBroker) -> Iterator[Stand_in]:
+    stand_in = Stand_in(broker, refuse_v5=True)
+    yield stand_in
+    stand_in.close()
