@@ -24,7 +24,7 @@ from hik2mqtt.commands import CommandRunner
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.metrics import Metrics, MetricsListener
-from hik2mqtt.mqtt import MqttLink
+from hik2mqtt.mqtt import JSON, MqttLink, expiring
 from hik2mqtt.outbox import Outbox
 from hik2mqtt.pipeline import Connected, ListsIn, MessageIn, Pipeline, StatusIn
 from hik2mqtt.plates import ListsFile
@@ -54,7 +54,7 @@ class Camera:
 class Bridge:
     def __init__(self, *, settings: Settings, new_client: ClientFactory = CameraClient) -> None:
         self.settings = settings
-        self.topics = Topics(settings.topic_prefix)
+        self.topics = Topics(settings.topic_prefix, settings.bridge_id)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         ha = settings.homeassistant
@@ -63,10 +63,13 @@ class Bridge:
             will_topic=self.topics.bridge_status,
             subscriptions=[
                 *self.topics.command_subscriptions,
-                *([f"{ha.prefix}/status", self.topics.camera_registry] if ha.enabled else []),
+                self.topics.bridges_filter,  # ours from before, and other bridges'
+                *([f"{ha.prefix}/status"] if ha.enabled else []),
             ],
             on_connect=lambda: self.runtime.post(Connected()),
-            on_message=lambda t, p, r: self.runtime.post(MessageIn(t, p, r)),
+            on_incoming=lambda m: self.runtime.post(
+                MessageIn(m.topic, m.payload, m.retained, m.response_topic, m.correlation_data)
+            ),
             on_published=lambda mid: self.outbox.on_published(mid),  # noqa: PLW0108 - made below
         )
         spool: Spool = (
@@ -74,7 +77,10 @@ class Bridge:
             if settings.spool_dir is not None
             else MemorySpool(max_rows=settings.spool_max_reads)
         )
-        self.outbox = Outbox(link=self.link, spool=spool)
+        expiry = settings.mqtt.read_expiry
+        self.outbox = Outbox(
+            link=self.link, spool=spool, restored=expiring(JSON, 1) if expiry else None
+        )
         self.pipeline = Pipeline(settings=settings, topics=self.topics, rng=random.random)
         self.metrics = Metrics(
             broker_up=self.link.connected.is_set, spooled=lambda: self.outbox.waiting
@@ -100,6 +106,7 @@ class Bridge:
             folder=ImageFolder(images.dir, keep_days=images.keep_days) if images.dir else None,
             health_file=settings.health_file,
             stop=self._stop,
+            read_expiry=expiry,
         )
         self.runtime.submit(ListsIn(self.runtime.lists.lists))
         self.cameras = {name: self._camera(handle) for name, handle in handles.items()}

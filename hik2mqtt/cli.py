@@ -182,10 +182,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     inside compose. When the user chose no broker host and nothing answers at the default
     one, an embedded broker is started on loopback for the demo's lifetime.
     """
-    import paho.mqtt.client as paho  # noqa: PLC0415
-    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
-
     from hik2mqtt import embedded_broker  # noqa: PLC0415
+    from hik2mqtt.mqtt import Incoming, subscriber  # noqa: PLC0415
     from hik2mqtt.simulator import Simulator  # noqa: PLC0415
 
     if args.env_file is None and Path(".env").is_file():
@@ -222,6 +220,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "tls": False,
                 "username": None,
                 "password": None,
+                # amqtt speaks MQTT 3.1.1 only: say so rather than be refused and fall back
+                "protocol": "3.1.1" if broker.name == "amqtt" else settings.mqtt.protocol,
             }
         )
         print(
@@ -232,8 +232,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     prefix = settings.topic_prefix
 
-    def show(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
-        payload = bytes(message.payload)
+    def show(message: Incoming) -> None:
+        payload = message.payload
         if "/image/" in message.topic:
             text = f"<JPEG, {len(payload)} bytes>"
         else:
@@ -243,31 +243,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 text = payload.decode("utf-8", "replace")
         print(f"{message.topic} {text}", flush=True)
 
-    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt.client_id}-demo")
-    if settings.mqtt.username is not None:
-        password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
-        watcher.username_pw_set(settings.mqtt.username, password)
-    watcher.on_message = show
-    watcher.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#")
-    try:
-        watcher.connect(settings.mqtt.host, settings.mqtt.port)
-    except OSError as exc:
+    if broker is None and not embedded_broker.answers(settings.mqtt.host, settings.mqtt.port):
         chosen = f" ({host_source})" if host_source else ""
         print(
-            f"cannot reach the MQTT broker at {where}{chosen}: {exc}; start it, or leave "
+            f"cannot reach the MQTT broker at {where}{chosen}; start it, or leave "
             "HIK2MQTT_MQTT__HOST and --broker unset and the demo starts its own",
             file=sys.stderr,
         )
-        if broker is not None:
-            broker.stop()
         return EXIT_FAILURE
+    # The same client as the bridge's (credentials, TLS, protocol), listening only.
+    watcher = subscriber(
+        settings.mqtt,
+        client_id=f"{settings.mqtt.client_id}-demo",
+        topics=[f"{prefix}/#"],
+        on_incoming=show,
+    )
     sim = Simulator(interval=args.interval, password="demo-password")  # noqa: S106
     sim.start()
     camera = CameraSettings.model_validate(
         {"host": sim.host, "port": sim.port, "username": sim.username, "password": sim.password}
     )
     settings.cameras = {"demo": camera}
-    watcher.loop_start()
+    watcher.start()
     chosen = f" ({host_source})" if host_source else ""
     print(
         f"demo: simulated camera at {sim.url}, a read every {args.interval} s; "
@@ -280,8 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         return _run_bridge(settings, stop)
     finally:
-        watcher.loop_stop()
-        watcher.disconnect()
+        watcher.stop([])
         sim.stop()
         if broker is not None:
             broker.stop()

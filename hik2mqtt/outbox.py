@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 
-from hik2mqtt.mqtt import MqttLink
+from hik2mqtt.mqtt import MqttLink, Props
 from hik2mqtt.spool import Spool
 from hik2mqtt.supervise import supervise
 
@@ -33,15 +33,21 @@ MAX_OUTSTANDING = 200
 
 
 class Outbox:
-    def __init__(self, *, link: MqttLink, spool: Spool) -> None:
+    def __init__(self, *, link: MqttLink, spool: Spool, restored: Props | None = None) -> None:
         self._link = link
         self._spool = spool
+        # Properties of rows spooled before a restart (their age is unknown, so they get the
+        # shortest expiry: subscribers connected now receive them, none that come later).
+        self._restored = restored
         self._lock = threading.Lock()
         self._acks: collections.deque[int] = collections.deque()
         self._ack_event = threading.Event()
         self._unacked: dict[int, tuple[str, bytes]] = {}  # mid -> read published directly
+        # MQTT 5 properties of the rows spooled by this process, and when they were spooled
+        # (a read's expiry counts down while it waits); rows from before a restart have none.
+        self._row_props: dict[int, tuple[Props, float]] = {}
         self._rows_in_flight: dict[int, int] = {}  # mid -> spool row id
-        self._latest: dict[str, bytes] = {}  # topic -> newest retained payload held back
+        self._latest: dict[str, tuple[bytes, Props | None]] = {}  # topic -> newest held back
         self._mids: set[int] = set()  # everything this outbox published, not yet acknowledged
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -82,37 +88,41 @@ class Outbox:
             and len(self._mids) < MAX_OUTSTANDING
         )
 
-    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
+    def _publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, props: Props | None = None
+    ) -> int | None:
         """Under the lock: publish and remember the message id (None: paho refused it)."""
-        info = self._link.publish(topic, payload, retain=retain)
+        info = self._link.publish(topic, payload, retain=retain, props=props)
         if info is None:
             return None
         self._mids.add(info.mid)
         return int(info.mid)
 
-    def read(self, topic: str, payload: bytes) -> None:
+    def read(self, topic: str, payload: bytes, props: Props | None = None) -> None:
         with self._lock:
             if self._closed:
                 log.error("a read for %s came after the bridge stopped; it is lost", topic)
                 return
             self._take_acks()
             if self._direct():
-                mid = self._publish(topic, payload)
+                mid = self._publish(topic, payload, props=props)
                 if mid is not None:
                     self._unacked[mid] = (topic, payload)
                     return
-            self._spool.append(topic, payload)
+            row = self._spool.append(topic, payload)
+            if props is not None:
+                self._row_props[row] = (props, time.monotonic())
             self._backlog = True
         self._wake.set()
 
-    def latest(self, topic: str, payload: bytes) -> None:
+    def latest(self, topic: str, payload: bytes, props: Props | None = None) -> None:
         """A retained latest-value message: while it can't go out, only the newest per
         topic waits."""
         with self._lock:
             if self._direct():
-                self._publish(topic, payload, retain=True)
+                self._publish(topic, payload, retain=True, props=props)
                 return
-            self._latest[topic] = payload  # the newest wins
+            self._latest[topic] = (payload, props)  # the newest wins
             self._backlog = True
         self._wake.set()
 
@@ -127,6 +137,19 @@ class Outbox:
                 row = self._rows_in_flight.pop(mid, None)
                 if row is not None:
                     self._spool.delete(row)
+                    self._row_props.pop(row, None)
+
+    def _props_of(self, row: int) -> Props | None:
+        """A spooled row's properties, its expiry less the time it waited (at least 1 s:
+        subscribers connected now still get it; one that comes back later does not)."""
+        found = self._row_props.get(row)
+        if found is None:
+            return self._restored
+        props, spooled = found
+        if props.expiry is None:
+            return props
+        left = max(1, props.expiry - int(time.monotonic() - spooled))
+        return Props(props.content_type, left, props.user_properties, props.correlation_data)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -152,7 +175,7 @@ class Outbox:
                     else []
                 )
                 for row_id, topic, payload in rows:
-                    mid = self._publish(topic, payload)
+                    mid = self._publish(topic, payload, props=self._props_of(row_id))
                     if mid is None:
                         break
                     self._rows_in_flight[mid] = row_id
@@ -161,7 +184,8 @@ class Outbox:
                     # Reads are all out: then the newest latest-values, and back to direct.
                     while self._latest and len(self._mids) < MAX_OUTSTANDING:
                         topic = next(iter(self._latest))
-                        self._publish(topic, self._latest.pop(topic), retain=True)
+                        payload, props = self._latest.pop(topic)
+                        self._publish(topic, payload, retain=True, props=props)
                     if not self._latest:
                         self._backlog = False
                         break

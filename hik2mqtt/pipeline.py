@@ -35,7 +35,13 @@ from typing import Any, Literal
 
 from hik2mqtt.commands import Command, CommandKind, check_value
 from hik2mqtt.config import CameraSettings, Settings
-from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs, removal_topics
+from hik2mqtt.discovery import (
+    DeviceInfo,
+    bridge_configs,
+    camera_configs,
+    other_bridges_cameras,
+    removal_topics,
+)
 from hik2mqtt.events import PlateRead
 from hik2mqtt.gate import Decision, decide
 from hik2mqtt.images import picture_path, safe_file_part
@@ -49,6 +55,8 @@ MAX_COMMAND_PAYLOAD = 1024
 COMMAND_QUEUE = 4  # commands waiting or running per camera; more are refused as busy
 MAX_PICTURE_TOPICS = 8  # distinct picture kinds (retained topics) per camera
 REGISTRY_DELAY = 2.0  # after a connect: the retained registry has arrived by then
+MAX_OTHER_BRIDGE_TOPICS = 1000  # other bridges' retained topics remembered, at most
+MAX_REGISTRY_BYTES = 256 * 1024
 
 # -- inputs ---------------------------------------------------------------------------------
 
@@ -334,6 +342,8 @@ class Pipeline:
         self.cameras = {name: CameraState(cam) for name, cam in settings.cameras.items()}
         self.device_info: dict[str, DeviceInfo] = {}
         self.registry_seen = False
+        self.other_bridges: dict[str, bytes] = {}  # other bridges' retained topics
+        self.shared_warned: set[tuple[str, str]] = set()
         self._wanted = event_filter(settings.events)
         self._ha = settings.homeassistant
         self._images = settings.images
@@ -424,6 +434,7 @@ class Pipeline:
                 "normalized": normalized,
                 "match": match.as_dict() if match else None,
                 "duplicate": duplicate,
+                "bridge": self.topics.bridge_id,
             },
         )
         effects.append(
@@ -612,11 +623,10 @@ class Pipeline:
             Publish(self.topics.bridge_status, ONLINE.encode(), retain=True),
             WakeOutbox(),
         ]
-        if self._ha.enabled:
-            effects += self._discover()
-            # After the retained registry has been read (it arrives on subscribe, before
-            # this), say which cameras are announced now.
-            effects.append(Later(REGISTRY_DELAY, RegistryDue()))
+        effects += self._discover()
+        # After the retained registries have been read (they arrive on subscribe, before
+        # this), say which cameras this bridge has now.
+        effects.append(Later(REGISTRY_DELAY, RegistryDue()))
         for camera, state in self.cameras.items():
             if state.status is not None:
                 topic = self.topics.camera_status(camera)
@@ -656,25 +666,56 @@ class Pipeline:
                 # bridges and devices don't all answer in the same instant.
                 return [Later(0.5 + 2.5 * self.rng(), Rediscover())]
             return []
-        if item.topic != self.topics.camera_registry:
-            return None
+        return None
+
+    def _bridge_message(self, item: MessageIn, bridge: str | None, kind: str) -> list[Effect]:
+        """A bridge's retained status or camera registry (ours, or another bridge's)."""
+        if bridge == self.topics.bridge_id:
+            if kind == "cameras" and self._ha.enabled:
+                return self._our_old_registry(item.payload)
+            return []
+        if len(self.other_bridges) >= MAX_OTHER_BRIDGE_TOPICS and item.topic not in (
+            self.other_bridges
+        ):
+            return []
+        self.other_bridges[item.topic] = item.payload[:MAX_REGISTRY_BYTES]
+        effects: list[Effect] = []
+        shared = other_bridges_cameras(self.topics, self.other_bridges, set(self.cameras))
+        for camera, other in shared:
+            if (camera, other) in self.shared_warned:
+                continue
+            self.shared_warned.add((camera, other))
+            effects.append(
+                Log(
+                    logging.WARNING,
+                    "camera %s is also configured on the live bridge %s: both publish its "
+                    "reads and both may open its gate; configure each camera on one bridge "
+                    "(HIK2MQTT_BRIDGE_ID)",
+                    (camera, loggable(other)),
+                )
+            )
+        return effects
+
+    def _our_old_registry(self, payload: bytes) -> list[Effect]:
+        """The registry this bridge left before this start: remove the cameras that are no
+        longer configured from Home Assistant (only once, and only our own)."""
         if self.registry_seen:
             return []
         self.registry_seen = True
         try:
-            before = json.loads(item.payload or b"[]")
+            before = json.loads(payload or b"[]")
         except (ValueError, RecursionError):
             before = []
         if not isinstance(before, list):
             before = []
         effects: list[Effect] = []
-        gone = {str(c) for c in before[:10_000]} - set(self.cameras)
+        gone = {c for c in before[:10_000] if isinstance(c, str)} - set(self.cameras)
         for camera in sorted(gone):
             effects.append(
                 Log(
                     logging.INFO,
                     "camera %s is no longer configured: removing it from Home Assistant",
-                    (camera,),
+                    (loggable(camera),),
                 )
             )
             effects += [
@@ -700,6 +741,19 @@ class Pipeline:
     def _message(self, item: MessageIn) -> list[Effect]:
         if self._ha.enabled and (effects := self._ha_message(item)) is not None:
             return effects
+        if (bridge_topic := self.topics.parse_bridge_topic(item.topic)) is not None:
+            return self._bridge_message(item, *bridge_topic)
+        if item.response_topic is not None and not self.topics.may_answer_on(
+            item.response_topic, also_forbidden=(self._ha.prefix,)
+        ):
+            log = Log(
+                logging.WARNING,
+                "not answering the request on %s on its response topic %s: it is under a "
+                "prefix of ours",
+                (loggable(item.topic), loggable(item.response_topic)),
+            )
+            item = MessageIn(item.topic, item.payload, item.retained)
+            return [log, *self._message(item)]
         parsed = self.topics.parse_command(item.topic)
         if parsed is None:
             return [Log(logging.WARNING, "ignored a message on %s", (loggable(item.topic),))]

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hik2mqtt import isapi
@@ -35,7 +35,7 @@ from hik2mqtt.config import CameraSettings
 from hik2mqtt.errors import AuthError, CameraError
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.metrics import Metrics
-from hik2mqtt.mqtt import MqttLink
+from hik2mqtt.mqtt import JPEG, JSON, TEXT, MqttLink, Props, expiring
 from hik2mqtt.outbox import Outbox
 from hik2mqtt.pipeline import (
     CommandDone,
@@ -66,6 +66,13 @@ from hik2mqtt.supervise import supervise
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("hik2mqtt.pipeline")
+_RETAINED_PROPS: dict[str, Props] = {
+    "picture": Props(content_type=JPEG),
+    "state": Props(content_type=JSON),
+    "discovery": Props(content_type=JSON),
+    "status": Props(content_type=TEXT),
+    "output": Props(content_type=TEXT),
+}
 
 PRUNE_EVERY = 3600.0
 LISTS_CHECK_EVERY = 2.0
@@ -99,7 +106,9 @@ class Runtime:
         folder: ImageFolder | None,
         health_file: Path | None,
         stop: threading.Event,
+        read_expiry: int = 0,
     ) -> None:
+        self.read_expiry = read_expiry
         self.pipeline = pipeline
         self.link = link
         self.outbox = outbox
@@ -205,12 +214,30 @@ class Runtime:
                 observer(effect)
 
     def _publish(self, effect: Publish) -> None:
+        props = self.props(effect)
         if effect.route == "spool":
-            self.outbox.read(effect.topic, effect.payload)
+            self.outbox.read(effect.topic, effect.payload, props)
         elif effect.route == "latest":
-            self.outbox.latest(effect.topic, effect.payload)
+            self.outbox.latest(effect.topic, effect.payload, props)
         else:
-            self.link.publish(effect.topic, effect.payload, retain=effect.retain)
+            self.link.publish(effect.topic, effect.payload, retain=effect.retain, props=props)
+
+    def props(self, effect: Publish) -> Props:
+        """MQTT 5 properties of a message (dropped under 3.1.1): its content type; an expiry
+        on every non-retained message a gate might act on (reads, events, gate decisions,
+        command results), so that a subscriber that was away gets nothing stale; user
+        properties ``camera`` and ``event_id`` on reads; the request's correlation data on
+        an answer to a response topic."""
+        kind = effect.kind
+        if kind == "read":
+            user = {"camera": effect.camera, "event_id": effect.event_id}
+            return expiring(JSON, self.read_expiry, **user)
+        if kind in ("event", "gate", "result"):
+            props = expiring(JSON, self.read_expiry)
+            if effect.correlation is not None:
+                props = replace(props, correlation_data=effect.correlation)
+            return props
+        return _RETAINED_PROPS[kind]
 
     def _at(self, delay: float, action: Callable[[], None]) -> None:
         with self._timers_lock:

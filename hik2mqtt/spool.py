@@ -21,7 +21,7 @@ Row = tuple[int, str, bytes]  # (row id, topic, payload)
 
 
 class Spool(Protocol):
-    def append(self, topic: str, payload: bytes) -> None: ...
+    def append(self, topic: str, payload: bytes) -> int: ...
     def prepend(self, items: list[tuple[str, bytes]]) -> None: ...
     def peek(self, limit: int, *, exclude: set[int]) -> list[Row]: ...
     def delete(self, row_id: int) -> None: ...
@@ -39,11 +39,13 @@ class MemorySpool:
         self._first = 0
         self._lock = threading.Lock()
 
-    def append(self, topic: str, payload: bytes) -> None:
+    def append(self, topic: str, payload: bytes) -> int:
+        """Add a row at the end; return its row id."""
         with self._lock:
             self._next += 1
             self._rows[self._next] = (topic, payload)
             self._trim()
+            return self._next
 
     def prepend(self, items: list[tuple[str, bytes]]) -> None:
         with self._lock:
@@ -101,11 +103,15 @@ class SqliteSpool:
         if self._count:
             log.info("spool %s holds %d reads from before; they go first", self.path, self._count)
 
-    def append(self, topic: str, payload: bytes) -> None:
+    def append(self, topic: str, payload: bytes) -> int:
+        """Add a row at the end; return its row id."""
         with self._lock:
-            self._db.execute("INSERT INTO spool (topic, payload) VALUES (?, ?)", (topic, payload))
+            cursor = self._db.execute(
+                "INSERT INTO spool (topic, payload) VALUES (?, ?)", (topic, payload)
+            )
             self._count += 1
             self._trim()
+            return int(cursor.lastrowid or 0)
 
     def prepend(self, items: list[tuple[str, bytes]]) -> None:
         if not items:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -225,16 +226,8 @@ def test_bridge_topics_parse_and_answers_stay_off_our_topics() -> None:
 
 
 # -- two bridges with ids on one broker (issue 12) --------------------------------------
-# These need the bridge to build its topics with HIK2MQTT_BRIDGE_ID (Topics(prefix,
-# bridge_id)) and to put `bridge` in reads: wiring that belongs to the pipeline redesign.
-# strict: once wired they pass, and the mark must go.
-NEEDS_WIRING = pytest.mark.xfail(
-    reason="needs the bridge wired to HIK2MQTT_BRIDGE_ID (Topics(prefix, bridge_id))",
-    strict=True,
-)
 
 
-@NEEDS_WIRING
 def test_restarting_one_bridge_leaves_the_other_bridges_entities(
     broker: AnyBroker,
     prefix: str,
@@ -280,7 +273,6 @@ def test_restarting_one_bridge_leaves_the_other_bridges_entities(
         assert sub.payloads(f"{prefix}/bridge/cameras") == []
 
 
-@NEEDS_WIRING
 def test_a_killed_bridge_takes_only_its_own_status_down(
     broker: AnyBroker,
     prefix: str,
@@ -317,3 +309,35 @@ def test_a_killed_bridge_takes_only_its_own_status_down(
             assert sub.payloads(f"{prefix}/bridge/status") == []
     finally:
         proxy.close()
+
+
+def test_a_camera_on_two_live_bridges_is_reported_by_both(
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    run_bridge: RunBridge,
+    subscribe: Subscribe,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same camera configured on two live bridges: each bridge warns once, naming the
+    camera and the other bridge."""
+    caplog.set_level(logging.WARNING, logger="hik2mqtt.pipeline")
+    sub = subscribe(f"{prefix}/#")
+    for bridge_id in ("east", "west"):
+        run_bridge(
+            bridge_settings(broker, prefix, {"gate": camera_config(simulator)}, bridge_id=bridge_id)
+        )
+    for bridge_id in ("east", "west"):
+        sub.wait_for(f"{prefix}/bridge/{bridge_id}/cameras")
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "also configured" in r.getMessage()]
+
+    wait_until(lambda: len(warnings()) >= 2)
+    assert sorted(
+        w.split(" is also")[0] + " / " + w.split("live bridge ")[1].split(":")[0]
+        for w in warnings()
+    ) == [
+        "camera gate / east",
+        "camera gate / west",
+    ]

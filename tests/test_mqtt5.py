@@ -500,14 +500,6 @@ def test_tls_context_is_real_tls(tls_broker: tuple[Broker, Path]) -> None:
         assert tls.version() is not None
 
 
-# -- through the bridge (issue 12; needs the pipeline's wiring) --------------------------
-NEEDS_WIRING = pytest.mark.xfail(
-    reason="needs the bridge to publish with Props and answer Incoming.response_topic",
-    strict=True,
-)
-
-
-@NEEDS_WIRING
 def test_bridge_reads_carry_content_type_user_properties_and_expiry(
     broker: AnyBroker, prefix: str, simulator: Simulator, run_bridge: RunBridge, sub5: Any
 ) -> None:
@@ -530,7 +522,6 @@ def test_bridge_reads_carry_content_type_user_properties_and_expiry(
     assert state["ContentType"] == JSON
 
 
-@NEEDS_WIRING
 def test_trigger_with_a_response_topic_is_answered_there_correlated(
     broker: AnyBroker, prefix: str, simulator: Simulator, run_bridge: RunBridge, sub5: Any
 ) -> None:
