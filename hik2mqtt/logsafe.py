@@ -87,12 +87,12 @@ def format_exception(exc: BaseException) -> str:
             current = None
     lines: list[str] = []
     for message, item in reversed(chain):
+        if message is not None:
+            lines.append(message)
         if item.stack:
             lines.append("Traceback (most recent call last):\n")
             lines.extend(item.stack.format())
         lines.extend(escape(part.rstrip("\n")) + "\n" for part in item.format_exception_only())
-        if message is not None:
-            lines.append(message)
     return "".join(lines).rstrip("\n")
 
 
