@@ -32,7 +32,7 @@ from hik2mqtt.plates import Duplicates, ListsFile, normalize
 from hik2mqtt.poll import PollWorker
 from hik2mqtt.push import PushCamera, PushListener
 from hik2mqtt.reads import EventArrived, Output, PictureArrived, ReadArrived, Skipped
-from hik2mqtt.spool import MemorySpool, Spool, SqliteSpool
+from hik2mqtt.spool import CursorStore, MemorySpool, Spool, SqliteSpool
 from hik2mqtt.topics import (
     OFFLINE,
     ONLINE,
@@ -100,6 +100,8 @@ class _Camera:
                 max_part_size=bridge.settings.max_part_size,
                 auth=self.auth,
             )
+        if isinstance(self.worker, PollWorker) and bridge.settings.spool_dir is not None:
+            self.worker.cursors = CursorStore(bridge.settings.spool_dir)
         self.stream_thread = (
             threading.Thread(target=self.worker.run, name=f"{settings.mode}-{name}", daemon=True)
             if self.worker is not None

@@ -5,12 +5,15 @@ with ``<AfterTime><picTime>CURSOR</picTime></AfterTime>`` (``shared/samples/vehi
 Entries may come unsorted and old ones may repeat, so the bridge keeps a cursor on the
 largest ``picName`` (up to 25 digits, compared as numbers) and publishes only entries past
 it, oldest first, each once. The first answer after start only sets the cursor: yesterday's
-reads are never replayed to a gate. Each entry's picture is
+reads are never replayed to a gate. With a spool folder the cursor is kept there
+(:class:`~hik2mqtt.spool.CursorStore`): reads made while the bridge was stopped are published
+when it returns, once, marked retransmitted (never live). Each entry's picture is
 ``/doc/ui/images/plate/<picName>.jpg``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from hik2mqtt.camera import AuthGate, CameraClient
 from hik2mqtt.errors import AuthError, CameraError, DecodeError
 from hik2mqtt.events import PolledPlate, decode_plates
 from hik2mqtt.reads import Output, PictureArrived, ReadArrived
+from hik2mqtt.spool import CursorStore
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class PollWorker:
         stop: threading.Event,
         auth: AuthGate,
         max_part_size: int,
+        cursors: CursorStore | None = None,
     ) -> None:
         self.client = client
         self.name = client.name
@@ -48,6 +53,8 @@ class PollWorker:
         self.auth = auth
         self._max = max_part_size
         self.cursor: str | None = None
+        self.cursors = cursors
+        self._backlog = False  # the next batch was made while the bridge was stopped
         self.last_delay = 0.0
 
     def begin_stop(self) -> None:
@@ -67,6 +74,11 @@ class PollWorker:
         settings = self.client.settings
         failures = 0
         in_outage = False
+        if self.cursors is not None:
+            self.cursor = self.cursors.get(self.name)
+            self._backlog = self.cursor is not None
+            if self._backlog:
+                log.info("camera %s: resuming after picName %s", self.name, self.cursor)
         while not self._stop.is_set():
             if (locked_out := self.auth.remaining()) > 0:
                 self._wait(locked_out)
@@ -112,14 +124,17 @@ class PollWorker:
         if self.cursor is None:  # first answer: where we start, nothing published
             self.cursor = entries[-1].pic_name if entries else "0"
             log.info("camera %s: polling plates after picName %s", self.name, self.cursor)
+            self._save()
             return
-        cursor = int(self.cursor)
+        before, backlog, self._backlog = self.cursor, self._backlog, False
+        cursor = int(before)
         for entry in entries:
             if int(entry.pic_name) <= cursor:
                 continue  # seen already (old entries repeat)
             self.cursor = entry.pic_name
+            read = dataclasses.replace(entry.read, retransmitted=True) if backlog else entry.read
             arrived = ReadArrived(
-                read=entry.read, received=datetime.now().astimezone(), kinds=("picture",)
+                read=read, received=datetime.now().astimezone(), kinds=("picture",)
             )
             self._sink(arrived)
             try:
@@ -130,3 +145,9 @@ class PollWorker:
                 log.warning("camera %s: picture %s: %s", self.name, entry.pic_name, exc)
                 continue
             self._sink(PictureArrived(read=arrived, kind="picture", name=None, data=picture.body))
+        if self.cursor != before:
+            self._save()
+
+    def _save(self) -> None:
+        if self.cursors is not None and self.cursor is not None:
+            self.cursors.set(self.name, self.cursor)
