@@ -220,7 +220,8 @@ class Settings(BaseSettings):
     )
     spool_dir: Path | None = Field(
         None,
-        description="Folder for the spool of reads waiting for the broker (unset: in memory).",
+        description="Folder for the spool of reads waiting for the broker, and for poll "
+        "cameras' place in their plate list (unset: in memory).",
     )
     spool_max_reads: int = Field(
         100_000, ge=100, description="Reads the spool holds at most; past it the oldest go."
