@@ -10,8 +10,8 @@
   a client that hangs up, times out or sends garbage), a ``500`` answered when a handler
   fails unexpectedly, and the server serving on.
 
-Nothing a client sends reaches a log unescaped, and a push path's secret never does
-(:func:`hik2mqtt.logsafe.redact_push_path`).
+Nothing a client sends reaches a log unescaped, and a push path's secret (or a password or
+token in a URL) never does (:func:`hik2mqtt.logsafe.redact_url`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hik2mqtt.logsafe import escape, redact_push_path
+from hik2mqtt.logsafe import escape, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
     def _what(self) -> str:
         command = getattr(self, "command", None) or "request"
         path = getattr(self, "path", None)
-        return escape(f"{command} {redact_push_path(path)}" if path else command)
+        return escape(f"{command} {redact_url(path)}" if path else command)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug(
@@ -258,7 +258,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
         log.info(
             "%s listener: %s from %s",
             self.server.name,
-            escape(redact_push_path(format % args)),
+            escape(redact_url(format % args)),
             escape(self.client_address[0]),
         )
 
@@ -266,6 +266,6 @@ class GuardedHandler(BaseHTTPRequestHandler):
         log.debug(
             "%s listener: %s from %s",
             self.server.name,
-            escape(redact_push_path(format % args)),
+            escape(redact_url(format % args)),
             escape(self.client_address[0]),
         )
