@@ -8,7 +8,6 @@ import logging
 import re
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -266,4 +265,3 @@ def test_a_non_utf8_env_file_is_a_configuration_error(tmp_path: Path) -> None:
         "hik2mqtt: configuration: .env: line 2 is not UTF-8 text; save the file as UTF-8"
     ]
     assert out == ""
-    assert sys.executable  # the child ran this interpreter (clean_env sets the checkout)
