@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"hik2mqtt: configuration: {line}", file=sys.stderr)
+            print(f"hik2mqtt: configuration: {escape(line)}", file=sys.stderr)
         return EXIT_CONFIG
     return code
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.multipart import DEFAULT_MAX_PART_SIZE
@@ -354,6 +354,12 @@ def load_settings(
         problems.extend(_describe(dict(error)) for error in exc.errors())
     except (OSError, UnicodeDecodeError) as exc:  # the file changed under us
         raise ConfigError([f"{env_file}: cannot read it: {exc}"]) from exc
+    except SettingsError as exc:  # a nested setting given whole, as JSON that isn't
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _variable((field.group(1),)) if field else "a setting"
+        raise ConfigError(
+            [f"{name}: not valid JSON; set its parts instead ({name}__<PART>)"]
+        ) from exc
     if settings is not None:
         # Camera names are the topic level: lower-cased whatever the env's case.
         settings.cameras = {name.lower(): cam for name, cam in settings.cameras.items()}

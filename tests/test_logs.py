@@ -265,3 +265,14 @@ def test_a_non_utf8_env_file_is_a_configuration_error(tmp_path: Path) -> None:
         "hik2mqtt: configuration: .env: line 2 is not UTF-8 text; save the file as UTF-8"
     ]
     assert out == ""
+
+
+def test_a_nested_setting_that_is_not_json_is_a_configuration_error(tmp_path: Path) -> None:
+    """A nested setting given whole as broken JSON exits 2 with one line naming it."""
+    proc = hik2mqtt("run", env=clean_env(HIK2MQTT_CAMERAS="{bad"), cwd=tmp_path)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert err.splitlines() == [
+        "hik2mqtt: configuration: HIK2MQTT_CAMERAS: not valid JSON; set its parts instead "
+        "(HIK2MQTT_CAMERAS__<PART>)"
+    ]
