@@ -32,6 +32,7 @@ from hik2mqtt.logsafe import escape, redact_url
 
 log = logging.getLogger(__name__)
 
+WARN_EVERY = 60.0  # seconds between two "too many connections" lines
 REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n"
@@ -139,7 +140,7 @@ class GuardedServer(ThreadingHTTPServer):
         self.limit = ConnectionLimit(
             total=max_connections, per_client=min(per_client, max_connections)
         )
-        self._warned = False
+        self._next_warning = 0.0
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -147,8 +148,6 @@ class GuardedServer(ThreadingHTTPServer):
         if not self.limit.acquire(client):
             self._refuse(request, client)
             return
-        if self._warned and self.limit.open < self.limit.total // 2:
-            self._warned = False
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread: give the slot back (the caller closes the socket)
@@ -162,16 +161,18 @@ class GuardedServer(ThreadingHTTPServer):
             self.limit.release(_client(client_address))
 
     def _refuse(self, request: Any, client: str) -> None:
-        if not self._warned:
-            self._warned = True
+        now = time.monotonic()
+        if now >= self._next_warning:  # at most one line a minute, however many come
+            self._next_warning = now + WARN_EVERY
             log.warning(
                 "%s listener: too many connections (%d open, at most %d, %d per address); "
-                "refusing more from %s",
+                "refused one from %s (%d refused in all)",
                 self.name,
                 self.limit.open,
                 self.limit.total,
                 self.limit.per_client,
                 escape(client),
+                self.limit.refused,
             )
         try:
             request.setblocking(False)
