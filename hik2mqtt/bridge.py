@@ -31,7 +31,7 @@ from hik2mqtt.plates import ListsFile
 from hik2mqtt.poll import PollFetcher
 from hik2mqtt.push import PushCamera, PushListener
 from hik2mqtt.runtime import CameraHandle, Runtime
-from hik2mqtt.spool import MemorySpool, Spool, SqliteSpool
+from hik2mqtt.spool import CursorStore, MemorySpool, Spool, SqliteSpool
 from hik2mqtt.supervise import start_thread
 from hik2mqtt.topics import OFFLINE, Topics
 from hik2mqtt.worker import CameraWorker, Fetcher
@@ -159,7 +159,13 @@ class Bridge:
         if settings.mode == "stream":
             fetcher = StreamFetcher(client=handle.new_client(), max_part_size=max_part)
         elif settings.mode == "poll":
-            fetcher = PollFetcher(client=handle.new_client(), stop=stop, max_part_size=max_part)
+            spool_dir = self.settings.spool_dir
+            fetcher = PollFetcher(
+                client=handle.new_client(),
+                stop=stop,
+                max_part_size=max_part,
+                cursors=CursorStore(spool_dir) if spool_dir is not None else None,
+            )
         worker = None
         if fetcher is not None:  # push cameras have no worker: the listener serves them
             worker = CameraWorker(

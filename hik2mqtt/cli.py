@@ -16,10 +16,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from hik2mqtt import __version__
 from hik2mqtt.config import ENV_PREFIX, CameraSettings, Settings, load_settings
 from hik2mqtt.errors import ConfigError
+from hik2mqtt.logsafe import SecretMasker, escape, escape_lines, format_exception
 from hik2mqtt.numbers import read_number
 
 log = logging.getLogger("hik2mqtt")
@@ -30,37 +32,62 @@ EXIT_CONFIG = 2
 
 
 class RedactingFormatter(logging.Formatter):
-    """Replaces every configured secret in a formatted log line: a last line of defence.
+    """One safe line per record: camera text escaped, secrets masked (a last line of defence).
 
-    With ``json=True`` each line is one JSON object (time, level, logger, message, and the
-    traceback if any) for log shippers.
+    The message is escaped (:func:`hik2mqtt.logsafe.escape`: no newline or control
+    character can forge a line); a traceback keeps its lines, its exception messages
+    escaped. Secrets are masked where they stand as values and, when strong enough, as
+    whole tokens (:class:`hik2mqtt.logsafe.SecretMasker`). With ``json=True`` each line is
+    one JSON object (time, level, logger, message, and the traceback if any).
     """
 
     def __init__(self, fmt: str, secrets: Sequence[str], *, json: bool = False) -> None:
         super().__init__(fmt)
-        self._secrets = [s for s in secrets if s]
+        self._mask = SecretMasker(secrets)
         self._json = json
 
+    def formatException(self, ei: Any) -> str:
+        exc = ei[1] if isinstance(ei, tuple) else None
+        if isinstance(exc, BaseException):
+            return format_exception(exc)
+        return escape(super().formatException(ei))
+
     def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = escape(record.getMessage())
+        except Exception:
+            message = escape(f"{record.msg!r} {record.args!r}")
+        trace = self.formatException(record.exc_info) if record.exc_info else ""
+        if record.stack_info:
+            trace = (trace + "\n" if trace else "") + escape_lines(record.stack_info)
         if self._json:
             doc = {
                 "time": self.formatTime(record),
                 "level": record.levelname,
                 "logger": record.name,
-                "message": record.getMessage(),
+                "message": message,
             }
-            if record.exc_info:
-                doc["traceback"] = self.formatException(record.exc_info)
+            if trace:
+                doc["traceback"] = trace
             text = json.dumps(doc, ensure_ascii=False)
         else:
-            text = super().format(record)
-        for secret in self._secrets:
-            text = text.replace(secret, "**********")
-        return text
+            record.message = message
+            if self.usesTime():
+                record.asctime = self.formatTime(record, self.datefmt)
+            text = self.formatMessage(record)
+            if trace:
+                text = f"{text}\n{trace}"
+        return self._mask(text)
 
 
 def secrets_of(settings: Settings) -> list[str]:
+    """Every secret in the settings: camera and broker passwords, push secrets."""
     found = [cam.password.get_secret_value() for cam in settings.cameras.values()]
+    found += [
+        cam.push_secret.get_secret_value()
+        for cam in settings.cameras.values()
+        if cam.push_secret is not None
+    ]
     if settings.mqtt.password is not None:
         found.append(settings.mqtt.password.get_secret_value())
     return found
@@ -386,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"hik2mqtt: configuration: {line}", file=sys.stderr)
+            print(f"hik2mqtt: configuration: {escape(line)}", file=sys.stderr)
         return EXIT_CONFIG
     return code
 

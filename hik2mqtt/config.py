@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.multipart import DEFAULT_MAX_PART_SIZE
@@ -251,7 +251,8 @@ class Settings(BaseSettings):
     )
     spool_dir: Path | None = Field(
         None,
-        description="Folder for the spool of reads waiting for the broker (unset: in memory).",
+        description="Folder for the spool of reads waiting for the broker, and for poll "
+        "cameras' place in their plate list (unset: in memory).",
     )
     spool_max_reads: int = Field(
         100_000, ge=100, description="Reads the spool holds at most; past it the oldest go."
@@ -308,6 +309,22 @@ def _unknown_top_level(env_file: Path | None) -> list[str]:
         if first not in known:
             problems.append(f"{name}: unknown setting")
     return problems
+
+
+def _unreadable_env_file(env_file: Path | None) -> str | None:
+    """Why the ``.env`` file cannot be used as settings (None: it can, or there is none)."""
+    if env_file is None or not env_file.exists():
+        return None
+    try:
+        data = env_file.read_bytes()
+    except OSError as exc:
+        return f"{env_file}: cannot read it: {exc.strerror or exc}"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"{env_file}: line {line} is not UTF-8 text; save the file as UTF-8"
+    return None
 
 
 def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
@@ -369,12 +386,23 @@ def load_settings(
     **overrides: Any,
 ) -> Settings:
     """Load and check the settings; raise ConfigError with one line per problem."""
+    unreadable = _unreadable_env_file(env_file)
+    if unreadable is not None:
+        raise ConfigError([unreadable])
     problems = _unknown_top_level(env_file)
     settings: Settings | None = None
     try:
         settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         problems.extend(_describe(dict(error)) for error in exc.errors())
+    except (OSError, UnicodeDecodeError) as exc:  # the file changed under us
+        raise ConfigError([f"{env_file}: cannot read it: {exc}"]) from exc
+    except SettingsError as exc:  # a nested setting given whole, as JSON that isn't
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _variable((field.group(1),)) if field else "a setting"
+        raise ConfigError(
+            [f"{name}: not valid JSON; set its parts instead ({name}__<PART>)"]
+        ) from exc
     if settings is not None:
         # Camera names are the topic level: lower-cased whatever the env's case.
         settings.cameras = {name.lower(): cam for name, cam in settings.cameras.items()}

@@ -4,6 +4,10 @@
 errors per camera, camera and broker connectivity, and reads waiting in the spool.
 ``/healthz``: 200 only while the broker and every camera are connected, else 503 with
 what is wrong, one problem per line.
+
+The listener has the push listener's protections (:mod:`hik2mqtt.guard`): a deadline per
+request, a connection cap, quiet handling of clients that hang up, and a handler error
+logged once with its traceback and answered 500 while the listener serves on.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from hik2mqtt.guard import GuardedHandler, GuardedServer
+
 log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 10.0  # seconds for a whole request
+MAX_CONNECTIONS = 16
+PER_CLIENT = 8
 
 
 class Metrics:
@@ -57,8 +66,14 @@ class MetricsListener:
     def __init__(
         self, *, host: str, port: int, metrics: Metrics, problems: Callable[[], list[str]]
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(metrics, problems))
-        self._server.daemon_threads = True
+        self._server = GuardedServer(
+            (host, port),
+            _handler(metrics, problems),
+            name="metrics",
+            max_connections=MAX_CONNECTIONS,
+            per_client=PER_CLIENT,
+            request_timeout=REQUEST_TIMEOUT,
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True
         )
@@ -76,11 +91,8 @@ class MetricsListener:
         self._server.server_close()
 
 
-def _handler(metrics: Metrics, problems: Callable[[], list[str]]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("metrics: %s", format % args)
-
+def _handler(metrics: Metrics, problems: Callable[[], list[str]]) -> type[GuardedHandler]:
+    class Handler(GuardedHandler):
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)

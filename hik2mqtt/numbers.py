@@ -11,7 +11,7 @@ the caller treats the value as absent or the message as bad.
 from __future__ import annotations
 
 # Longest digit string looked at: more digits than any field's upper bound could need.
-_MAX_DIGITS = 20
+_MAX_DIGITS = 25
 _ASCII_DIGITS = frozenset("0123456789")
 
 # Sane ranges for the fields cameras send (inclusive).
@@ -20,7 +20,7 @@ HTTP_STATUS = (100, 999)
 UNLOCK_SECONDS = (0, 7 * 24 * 3600)
 CHANNEL = (0, 4096)
 OUTPUT_ID = (1, 64)
-PIC_NAME = (0, 10**19 - 1)  # 19 digits fit a 64-bit integer (and sqlite)
+PIC_NAME = (0, 10**25 - 1)  # up to 25 digits, compared as numbers
 CONFIDENCE = (0, 100)
 LANE = (0, 1000)
 YEAR = (1970, 9999)

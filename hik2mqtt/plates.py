@@ -20,6 +20,12 @@ The lists file is YAML::
         plates: [EVIL 1]
 
 or CSV with a header ``list,plate,name,notes`` (tolerance 0 for every list).
+
+Reading the file never raises and never costs more than its bound: at most
+:data:`MAX_FILE_SIZE` bytes are read, YAML is read with a safe loader that refuses
+aliases (``&a [*a, *a]``, "billion laughs") and nesting deeper than :data:`MAX_DEPTH`,
+every value must have the shape shown above, and any problem (also a CSV field over the
+csv module's limit, or text that is not UTF-8) is one log line and the old lists stay.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ import yaml
 from hik2mqtt.events import NO_PLATE
 
 log = logging.getLogger(__name__)
+
+MAX_FILE_SIZE = 2 * 1024 * 1024  # bytes of a lists file read at most
+MAX_DEPTH = 16  # YAML nesting: the format needs 5
 
 # Cyrillic and Greek capitals that look like Latin letters on a plate.
 LOOKALIKES = str.maketrans(
@@ -140,50 +149,121 @@ class Lists:
         return best
 
 
+# libyaml's loader when installed (PyYAML wheels have it): a few times faster.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_OPEN = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _load_yaml(text: str) -> Any:
+    """``text`` as YAML: safe tags only, no aliases, at most MAX_DEPTH levels deep.
+
+    The events are checked before anything is built, so an alias bomb (``&a [*a, *a]``)
+    or ten thousand ``[`` cost no more than reading them, and nothing recurses deeply.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise ValueError(f"aliases (*name) are not allowed, {_where(event)}")
+        if isinstance(event, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels, {_where(event)}")
+        elif isinstance(event, _CLOSE):
+            depth -= 1
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
+
+def _where(event: Any) -> str:
+    mark = event.start_mark
+    return f"line {mark.line + 1}" if mark is not None else "somewhere"
+
+
+def _text_value(value: Any, what: str) -> str:
+    """A plate, name or note as text: a string or a whole number, and valid Unicode."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{what} must be text, got {type(value).__name__}")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} holds a character that is not valid Unicode") from exc
+    return text
+
+
+def _opt(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    text = _text_value(value, what)
+    return text if text.strip() else None
+
+
+def _parse_csv(text: str) -> Lists:
+    grouped: dict[str, list[Entry]] = {}
+    reader = csv.DictReader(io.StringIO(text))
+    if not {"list", "plate"} <= set(reader.fieldnames or ()):
+        raise ValueError("the first line must be a header with list and plate columns")
+    for number, row in enumerate(reader, start=2):
+        name, plate = (row.get("list") or "").strip(), (row.get("plate") or "").strip()
+        if not name or not plate:
+            raise ValueError(f"CSV row {number} has no list or no plate")
+        grouped.setdefault(name, []).append(
+            Entry(
+                _text_value(plate, f"CSV row {number}: plate"),
+                _opt((row.get("name") or "").strip(), f"CSV row {number}: name"),
+                _opt((row.get("notes") or "").strip(), f"CSV row {number}: notes"),
+            )
+        )
+    return Lists(tuple(PlateList(n, tuple(e)) for n, e in grouped.items()))
+
+
+def _parse_entry(item: Any, where: str) -> Entry:
+    if isinstance(item, dict):
+        if not item.get("plate"):
+            raise ValueError(f"{where}: an entry needs a plate")
+        return Entry(
+            _text_value(item["plate"], f"{where}: plate"),
+            _opt(item.get("name"), f"{where}: name"),
+            _opt(item.get("notes"), f"{where}: notes"),
+        )
+    return Entry(_text_value(item, f"{where}: plate"))
+
+
 def parse_lists(text: str, *, csv_format: bool) -> Lists:
     """Lists from the text of a YAML or CSV file; ValueError with a reason when invalid."""
     if csv_format:
-        grouped: dict[str, list[Entry]] = {}
-        for row in csv.DictReader(io.StringIO(text)):
-            name, plate = (row.get("list") or "").strip(), (row.get("plate") or "").strip()
-            if not name or not plate:
-                raise ValueError(f"CSV row without list or plate: {row}")
-            grouped.setdefault(name, []).append(
-                Entry(
-                    plate,
-                    (row.get("name") or "").strip() or None,
-                    (row.get("notes") or "").strip() or None,
-                )
-            )
-        return Lists(tuple(PlateList(n, tuple(e)) for n, e in grouped.items()))
-    doc = yaml.safe_load(text) or {}
+        try:
+            return _parse_csv(text)
+        except csv.Error as exc:
+            raise ValueError(f"CSV: {exc}") from exc
+    try:
+        doc = _load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(" ".join(str(exc).split())) from exc
+    doc = doc or {}
     lists_doc = doc.get("lists") if isinstance(doc, dict) else None
     if not isinstance(lists_doc, dict):
         raise ValueError("the file needs a top-level 'lists:' mapping")
     out = []
-    for name, given in lists_doc.items():
+    for key, given in lists_doc.items():
+        name = _text_value(key, "a list's name")
         body = {"plates": given} if isinstance(given, list) else given
         if not isinstance(body, dict):
             raise ValueError(f"list {name!r}: expected 'plates:' and optional 'tolerance:'")
         tolerance = body.get("tolerance", 0)
-        if not isinstance(tolerance, int) or not 0 <= tolerance <= 3:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or not 0 <= tolerance <= 3:
             raise ValueError(f"list {name!r}: tolerance must be 0 to 3")
-        entries = []
-        for item in body.get("plates") or []:
-            if isinstance(item, str | int):
-                entries.append(Entry(str(item)))
-            elif isinstance(item, dict) and item.get("plate"):
-                entries.append(
-                    Entry(str(item["plate"]), _opt(item.get("name")), _opt(item.get("notes")))
-                )
-            else:
-                raise ValueError(f"list {name!r}: an entry needs a plate: {item!r}")
-        out.append(PlateList(str(name), tuple(entries), tolerance))
+        plates = body.get("plates")
+        if plates is None:
+            plates = []
+        if not isinstance(plates, list):
+            raise ValueError(f"list {name!r}: 'plates:' must be a list of plates")
+        entries = [
+            _parse_entry(item, f"list {name!r}, entry {number}")
+            for number, item in enumerate(plates, start=1)
+        ]
+        out.append(PlateList(name, tuple(entries), tolerance))
     return Lists(tuple(out))
-
-
-def _opt(value: Any) -> str | None:
-    return str(value) if value is not None and str(value).strip() else None
 
 
 class ListsFile:
@@ -196,14 +276,23 @@ class ListsFile:
         self.reload()
 
     def reload(self) -> bool:
-        """Read the file if it changed; True when new lists took effect."""
+        """Read the file if it changed; True when new lists took effect. Never raises."""
         if self.path is None:
             return False
         try:
-            stat = self.path.stat()
+            return self._reload(self.path)
+        except Exception:  # a bug here must not stop the thread that checks the file
+            log.exception(
+                "plate lists %s: unexpected error; keeping the lists as they were", self.path
+            )
+            return False
+
+    def _reload(self, path: Path) -> bool:
+        try:
+            stat = path.stat()
         except OSError as exc:
             if self._stamp is not None:
-                log.error("plate lists %s: %s; keeping the lists as they were", self.path, exc)
+                log.error("plate lists %s: %s; keeping the lists as they were", path, exc)
                 self._stamp = None
             return False
         stamp = (stat.st_mtime, stat.st_size)
@@ -211,18 +300,30 @@ class ListsFile:
             return False
         self._stamp = stamp
         try:
-            text = self.path.read_text(encoding="utf-8")
-            lists = parse_lists(text, csv_format=self.path.suffix.lower() == ".csv")
-        except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            log.error("plate lists %s: %s; keeping the lists as they were", self.path, exc)
+            lists = parse_lists(_read_bounded(path), csv_format=path.suffix.lower() == ".csv")
+        except (OSError, ValueError, RecursionError) as exc:
+            log.error("plate lists %s: %s; keeping the lists as they were", path, exc)
             return False
         self.lists = lists
         log.info(
             "plate lists %s: %s",
-            self.path,
+            path,
             ", ".join(f"{pl.name} ({len(pl.entries)})" for pl in lists.lists) or "none",
         )
         return True
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text: at most MAX_FILE_SIZE bytes of UTF-8, else ValueError."""
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_SIZE + 1)
+    if len(data) > MAX_FILE_SIZE:
+        raise ValueError(f"larger than {MAX_FILE_SIZE} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"line {line} is not UTF-8 text") from exc
 
 
 @dataclass

@@ -8,6 +8,7 @@ and an error logged (a read that old is the least use to anyone).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 Row = tuple[int, str, bytes]  # (row id, topic, payload)
+MAX_CURSOR_DIGITS = 25  # a picName
 
 
 class Spool(Protocol):
@@ -155,3 +157,56 @@ class SqliteSpool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class CursorStore:
+    """Where each poll camera's cursor (the last picName handed on) survives a restart.
+
+    ``<folder>/hik2mqtt-cursors.sqlite3``, one row per camera. Each call opens and closes
+    its own connection: it is called once per poll batch, and so nothing is left open
+    whoever stops the worker. A disk error is logged and the poll goes on without it.
+    """
+
+    FILE = "hik2mqtt-cursors.sqlite3"
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / self.FILE
+        with self._connect() as db, db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS cursors (camera TEXT PRIMARY KEY, cursor TEXT NOT NULL)"
+            )
+
+    def _connect(self) -> contextlib.closing[sqlite3.Connection]:
+        return contextlib.closing(sqlite3.connect(self.path, timeout=5))
+
+    def get(self, camera: str) -> str | None:
+        """The camera's saved cursor, or None (none saved, or the store cannot be read)."""
+        try:
+            with self._connect() as db:
+                row = db.execute(
+                    "SELECT cursor FROM cursors WHERE camera = ?", (camera,)
+                ).fetchone()
+        except sqlite3.Error as exc:
+            log.error("poll cursors %s: cannot read camera %s's cursor: %s", self.path, camera, exc)
+            return None
+        if row is None:
+            return None
+        cursor = str(row[0])
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS):
+            log.error(
+                "poll cursors %s: camera %s's cursor is not a picName; ignored", self.path, camera
+            )
+            return None
+        return cursor
+
+    def set(self, camera: str, cursor: str) -> None:
+        try:
+            with self._connect() as db, db:
+                db.execute(
+                    "INSERT INTO cursors (camera, cursor) VALUES (?, ?) "
+                    "ON CONFLICT(camera) DO UPDATE SET cursor = excluded.cursor",
+                    (camera, cursor),
+                )
+        except sqlite3.Error as exc:
+            log.error("poll cursors %s: cannot save camera %s's cursor: %s", self.path, camera, exc)
