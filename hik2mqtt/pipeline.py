@@ -45,6 +45,7 @@ from hik2mqtt.discovery import (
 from hik2mqtt.events import PlateRead
 from hik2mqtt.gate import Decision, decide
 from hik2mqtt.images import picture_path, safe_file_part
+from hik2mqtt.logsafe import escape
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.payloads import plate_payload, read_age, result_payload
 from hik2mqtt.plates import Duplicates, Lists, Match, normalize
@@ -312,10 +313,9 @@ def event_filter(setting: str) -> Callable[[str], bool]:
 
 def loggable(text: str | None) -> str:
     """Text from a camera or a publisher made safe for one log line: control characters
-    (newlines included) are escaped, so such text cannot forge log lines."""
-    if text is None or text.isprintable():
-        return str(text)
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    (newlines included) are escaped, so such text cannot forge log lines (the log
+    formatter escapes every line again; this keeps the pipeline's Log values clean)."""
+    return escape(str(text))
 
 
 def _json(doc: dict[str, Any]) -> bytes:

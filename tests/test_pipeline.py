@@ -862,12 +862,13 @@ def test_connected_announces_bridge_outbox_discovery_registry_and_statuses() -> 
 
 
 def test_connected_without_home_assistant() -> None:
-    """Without Home Assistant: bridge online and the outbox woken, no discovery, no
-    registry."""
+    """Without Home Assistant: bridge online and the outbox woken, no discovery; the
+    registry is still published (other bridges on the broker read it)."""
     pipeline = make_pipeline(ha=False)
     assert pipeline.handle(Connected()) == [
         Publish("anpr/bridge/status", b"online", retain=True),
         WakeOutbox(),
+        Later(2.0, RegistryDue()),
     ]
     assert pipeline.handle(Rediscover()) == []
 
