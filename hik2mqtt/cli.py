@@ -105,13 +105,31 @@ def setup_logging(level: str, secrets: Sequence[str] = (), *, json: bool = False
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+_SIGNALS: list[int] = []  # signals received, appended by the handler
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT stop the command: see :func:`_wait_for_stop`.
+
+    The handler only appends to a list. It runs in the main thread between any two
+    bytecodes; taking a lock there (``Event.set``, or logging) can deadlock against the
+    main thread holding the same lock, so the main thread notices the signal instead.
+    """
+    del stop  # the main thread sets it in _wait_for_stop
+
     def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
+        _SIGNALS.append(signum)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    """Wait (in the main thread) until ``stop`` is set or a stop signal came."""
+    while not stop.wait(0.1):
+        if _SIGNALS:
+            log.info("received %s; stopping", signal.Signals(_SIGNALS[0]).name)
+            stop.set()
 
 
 def _load(env_file: Path | None, *, require_cameras: bool = True, **overrides: object) -> Settings:
@@ -129,7 +147,7 @@ def _run_bridge(settings: Settings, stop: threading.Event) -> int:
 
     bridge = Bridge(settings=settings)
     bridge.start()
-    stop.wait()
+    _wait_for_stop(stop)
     bridge.stop()
     return EXIT_OK
 
@@ -164,7 +182,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             args.username,
             args.interval,
         )
-        stop.wait()
+        _wait_for_stop(stop)
     return EXIT_OK
 
 
