@@ -53,7 +53,9 @@ class WebServer:
             self.app.asgi,
             log_config=None,  # our logging set-up, not uvicorn's
             access_log=False,  # URLs hold plates: personal data stays out of the log
+            interface="asgi3",
             lifespan="off",
+            proxy_headers=False,  # X-Forwarded-For would let anyone pick their address
             server_header=False,
             date_header=False,
             limit_concurrency=128,
