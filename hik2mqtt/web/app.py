@@ -11,8 +11,9 @@ Security model (docs/web.md says it in full):
   when the browser sends one, a same-origin ``Origin``. Failed logins are limited per
   address and overall, and logged without what was typed.
 - Every response carries a CSP without inline script, ``nosniff``, ``frame-ancestors
-  'none'``, ``no-referrer``; API answers are ``no-store``. Pictures are served by read id
-  and kind, from a path the history holds, only when it resolves inside the picture folder.
+  'none'``, a same-origin referrer policy; API answers are ``no-store``. Pictures are
+  served by read id and kind, from a path the history holds, only when it resolves inside
+  the picture folder.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make Origin "null"
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]

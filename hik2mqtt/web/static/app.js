@@ -2,7 +2,7 @@
 // the page through textContent or attributes, never as HTML.
 "use strict";
 
-const state = { csrf: null, readOnly: true, cameras: [], cursor: null, lists: null };
+const state = { csrf: null, readOnly: true, cameras: [], camerasText: "", cursor: null, lists: null };
 const MAX_LIVE = 50;
 
 function $(id) { return document.getElementById(id); }
@@ -103,6 +103,9 @@ function addLive(read) {
 // -- cameras ----------------------------------------------------------------------------
 
 function renderCameras(cameras) {
+  const text = JSON.stringify(cameras);
+  if (text === state.camerasText) return;  // unchanged: keep the buttons (and the focus)
+  state.camerasText = text;
   state.cameras = cameras;
   const box = $("cameras");
   box.replaceChildren();
