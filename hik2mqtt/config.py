@@ -368,9 +368,8 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
         )
     if web.password is not None and len(web.password.get_secret_value()) < 8:
         problems.append(f"{ENV_PREFIX}WEB__PASSWORD: too short (at least 8 characters)")
-    if settings.history.dir is not None and settings.history.dir.exists() and not (
-        settings.history.dir.is_dir()
-    ):
+    history_dir = settings.history.dir
+    if history_dir is not None and history_dir.exists() and not history_dir.is_dir():
         problems.append(f"{ENV_PREFIX}HISTORY__DIR: not a folder: {settings.history.dir}")
     if (settings.mqtt.cert_file is None) != (settings.mqtt.key_file is None):
         problems.append(
