@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from hik2mqtt.simulator import PLATE_JPEG, VEHICLE_JPEG
-from hik2mqtt.web.demo import FakeBackend, camera, record
+from hik2mqtt.web.demo import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    FakeBackend,
+    camera,
+    chromium,
+    quit_chromium,
+    record,
+)
 from hik2mqtt.web.server import WebService
 from tests.conftest import wait_until
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 PASSWORD = "correct horse battery"
 
 pytestmark = [
@@ -35,46 +37,11 @@ pytestmark = [
 ]
 
 
-def chromium(width: int = 1200, height: int = 900) -> WebDriver:
-    """Headless Chromium with a fresh profile and nothing that calls home."""
-    options = webdriver.ChromeOptions()
-    assert CHROMIUM is not None
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="hik2mqtt-chromium-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--disable-default-apps",
-        f"--user-data-dir={profile}",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    # Headless windows are at least 500 px wide: a phone's width is emulated instead.
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
-    )
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
-    driver.profile_dir = profile  # type: ignore[attr-defined]
-    return driver
-
-
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
     driver = chromium()
     yield driver
-    driver.quit()
-    shutil.rmtree(driver.profile_dir, ignore_errors=True)  # type: ignore[attr-defined]
+    quit_chromium(driver)
 
 
 @pytest.fixture
@@ -234,6 +201,5 @@ def test_read_only_without_a_password_and_phone_width(tmp_path: Path) -> None:
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert int(width) <= 390  # nothing wider than the phone: no sideways scrolling
     finally:
-        driver.quit()
-        shutil.rmtree(driver.profile_dir, ignore_errors=True)  # type: ignore[attr-defined]
+        quit_chromium(driver)
         service.stop()

@@ -6,12 +6,18 @@ It keeps what the page asked for (``submitted``), validates commands like the br
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 from hik2mqtt.commands import check_value
 from hik2mqtt.plates import Lists, ListsFile, normalize
@@ -155,3 +161,58 @@ def record(
         pictures=pictures if pictures is not None else {"plate": None, "vehicle": None},
         payload={"camera": camera, "plate": plate},
     )
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def chromium(width: int = 1200, height: int = 900) -> WebDriver:
+    """Debian's headless Chromium through chromium-driver, with a fresh profile and nothing
+    that calls home (tests and scripts/screenshots; needs selenium). ``quit_chromium()``
+    it afterwards."""
+    from selenium import webdriver  # noqa: PLC0415 - only tests and scripts drive a browser
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        raise RuntimeError("needs Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="hik2mqtt-chromium-")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={max(width, 500)},{height}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    # Headless windows are at least 500 px wide: a phone's width is emulated instead.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    _profiles[id(driver)] = profile
+    return driver
+
+
+_profiles: dict[int, str] = {}
+
+
+def quit_chromium(driver: WebDriver) -> None:
+    driver.quit()
+    profile = _profiles.pop(id(driver), None)
+    if profile is not None:
+        shutil.rmtree(profile, ignore_errors=True)

@@ -45,6 +45,7 @@ async function api(method, url, body) {
 // -- tabs -------------------------------------------------------------------------------
 
 function showTab(name) {
+  say("");
   for (const tab of document.querySelectorAll(".tab")) {
     const on = tab.dataset.tab === name;
     tab.setAttribute("aria-selected", on ? "true" : "false");
