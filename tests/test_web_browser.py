@@ -203,3 +203,17 @@ def test_read_only_without_a_password_and_phone_width(tmp_path: Path) -> None:
     finally:
         quit_chromium(driver)
         service.stop()
+
+
+def test_leaving_the_page_closes_its_live_feed(
+    browser: WebDriver, site: tuple[WebService, FakeBackend, Path]
+) -> None:
+    """A page left for another (even one kept in the back/forward cache) closes its feed,
+    so going back and forth never runs out of the browser's six connections per server."""
+    service, _, _ = site
+    log_in(browser, service)
+    for _ in range(8):
+        wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+        browser.get("about:blank")
+        wait_until(lambda: service.live.clients == 0)
+        browser.back()

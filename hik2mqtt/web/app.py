@@ -45,8 +45,7 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.plates import parse_lists
@@ -58,6 +57,10 @@ from hik2mqtt.web.live import LiveFeed
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
+STATIC_FILES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
 COOKIE = "hik2mqtt_session"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 READ_ID = (1, 2**62)
@@ -122,6 +125,10 @@ class WebApp:
         self.sessions = Sessions(session_hours * 3600)
         self.limiter = LoginLimiter()
         self.index_html = (STATIC / "index.html").read_bytes()
+        # The page's few files, read once: served from memory, by exact name only.
+        self.files = {
+            name: ((STATIC / name).read_bytes(), media) for name, media in STATIC_FILES.items()
+        }
         routes = [
             Route("/", self.index),
             Route("/login", self.login_form, methods=["GET"]),
@@ -140,7 +147,7 @@ class WebApp:
             Route("/api/live", self.live_feed),
             Route("/api/lists", self.get_lists, methods=["GET"]),
             Route("/api/lists", self.put_lists, methods=["PUT"]),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Route("/static/{name}", self.static),
         ]
         self.starlette = Starlette(routes=routes)
         self.asgi: ASGIApp = self._guard
@@ -220,6 +227,13 @@ class WebApp:
 
     async def index(self, request: Request) -> Response:
         return Response(self.index_html, media_type="text/html; charset=utf-8")
+
+    async def static(self, request: Request) -> Response:
+        found = self.files.get(request.path_params["name"])
+        if found is None:
+            return _error(404, "no such file")
+        data, media = found
+        return Response(data, media_type=media, headers={"cache-control": "no-cache"})
 
     async def login_form(self, request: Request) -> Response:
         if self.password is None:

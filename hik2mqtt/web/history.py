@@ -36,6 +36,7 @@ MEMORY_READS = 1_000
 QUEUE_SIZE = 10_000
 MAX_LIMIT = 200
 MAX_TOLERANCE = 2
+MAX_NEAR = 500  # distinct plates a tolerant search looks for at most
 PRUNE_EVERY = 3600.0
 DB_NAME = "history.sqlite3"
 
@@ -112,8 +113,8 @@ class Erased:
     pictures: int
 
 
-def _within(a: str | None, b: str, limit: int) -> int:
-    return int(a is not None and distance(a, b, limit=limit) <= limit)
+def _within(a: str | None, b: str, limit: int) -> bool:
+    return a is not None and distance(a, b, limit=limit) <= limit
 
 
 def _pieces(text: str, count: int) -> list[str]:
@@ -151,7 +152,6 @@ class History:
         else:
             target = ":memory:"
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        self._db.create_function("h2m_within", 3, _within, deterministic=True)
         if folder is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -309,7 +309,7 @@ class History:
 
     def search(self, query: Query) -> Page:
         """One page of reads matching ``query``, newest first."""
-        where, args = _where(query)
+        where, args = _where(query, self._near(query))
         limit = max(1, min(query.limit, MAX_LIMIT))
         # The WHERE clause is made of fixed fragments; every value is bound.
         sql = f"{_SELECT} WHERE {where} ORDER BY id DESC LIMIT ?"
@@ -318,6 +318,29 @@ class History:
         records = [_record(row) for row in rows[:limit]]
         cursor = records[-1].id if len(rows) > limit else None
         return Page(records, cursor)
+
+    def _near(self, query: Query) -> list[str] | None:
+        """For a tolerant plate search, the stored plates within the tolerance.
+
+        The narrowing runs on the (folded, id) index alone, without touching the rows:
+        plates of a fitting length that hold one of the query's pieces intact
+        (pigeonhole: k edits leave one of k + 1 pieces untouched), then the distance.
+        """
+        folded = fold(query.plate) if query.plate else None
+        tolerance = max(0, min(query.tolerance, MAX_TOLERANCE))
+        if folded is None or tolerance == 0:
+            return None
+        clauses = ["folded IS NOT NULL", "length(folded) BETWEEN ? AND ?"]
+        args: list[Any] = [max(1, len(folded) - tolerance), len(folded) + tolerance]
+        pieces = _pieces(folded, tolerance + 1)
+        if len(pieces) == tolerance + 1:
+            clauses.append("(" + " OR ".join("instr(folded, ?) > 0" for _ in pieces) + ")")
+            args += pieces
+        sql = f"SELECT DISTINCT folded FROM reads WHERE {' AND '.join(clauses)}"  # noqa: S608
+        with self._db_lock:
+            rows = self._db.execute(sql, args).fetchall()
+        near = [row[0] for row in rows if _within(row[0], folded, tolerance)]
+        return near[:MAX_NEAR]
 
     def count(self) -> int:
         with self._db_lock:
@@ -460,27 +483,19 @@ def _record(row: tuple[Any, ...]) -> ReadRecord:
     )
 
 
-def _where(q: Query) -> tuple[str, list[Any]]:
+def _where(q: Query, near: list[str] | None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if q.plate is not None and q.plate.strip():
         folded = fold(q.plate)
         if folded is None:
             clauses.append("folded IS NULL")
+        elif near is None:
+            clauses.append("folded = ?")
+            args.append(folded)
         else:
-            tolerance = max(0, min(q.tolerance, MAX_TOLERANCE))
-            if tolerance == 0:
-                clauses.append("folded = ?")
-                args.append(folded)
-            else:
-                clauses.append("length(folded) BETWEEN ? AND ?")
-                args += [max(1, len(folded) - tolerance), len(folded) + tolerance]
-                pieces = _pieces(folded, tolerance + 1)
-                if len(pieces) == tolerance + 1:
-                    clauses.append("(" + " OR ".join("instr(folded, ?) > 0" for _ in pieces) + ")")
-                    args += pieces
-                clauses.append("h2m_within(folded, ?, ?)")
-                args += [folded, tolerance]
+            clauses.append(f"folded IN ({','.join('?' * len(near)) or 'NULL'})")
+            args += near
     if q.camera:
         clauses.append("camera = ?")
         args.append(q.camera)

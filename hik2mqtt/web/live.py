@@ -62,6 +62,8 @@ class LiveFeed:
 
     def publish(self, record: ReadRecord) -> None:
         """Send a read to every open page; never blocks."""
+        if not self._clients:  # nobody watching: no JSON to build
+            return
         self.send("read", json.dumps(record.as_dict(), ensure_ascii=False))
 
     def send(self, event: str, data: str) -> None:

@@ -147,8 +147,11 @@ function commandButton(label, cam, path, output, value) {
 
 // -- live feed --------------------------------------------------------------------------
 
+let source = null;
+
 function connect() {
-  const source = new EventSource("/api/live");
+  if (source) source.close();
+  source = new EventSource("/api/live");
   source.addEventListener("open", () => { $("feed").textContent = "live"; $("feed").className = "badge open"; });
   source.addEventListener("error", () => { $("feed").textContent = "reconnecting"; $("feed").className = "badge warn"; });
   source.addEventListener("read", (event) => addLive(JSON.parse(event.data)));
@@ -306,5 +309,10 @@ async function start() {
   renderCameras(await api("GET", "/api/cameras"));
   connect();
 }
+
+// A page kept in the back/forward cache must not hold its feed open: browsers allow six
+// connections per server, and each kept feed would take one.
+window.addEventListener("pagehide", () => { if (source) { source.close(); source = null; } });
+window.addEventListener("pageshow", (event) => { if (event.persisted) connect(); });
 
 document.addEventListener("DOMContentLoaded", start);
