@@ -542,3 +542,15 @@ def test_stop_ends_open_live_feeds(serve: Callable[..., Served]) -> None:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", served.service.port))
+
+
+def test_a_port_in_use_fails_at_start() -> None:
+    """start() raises OSError when the port is taken, and leaves nothing running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = WebService(backend=FakeBackend(), host="127.0.0.1", port=port, password=None)
+        with pytest.raises(OSError, match="in use"):
+            service.start()
+        assert not service.server.alive

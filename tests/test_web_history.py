@@ -230,3 +230,40 @@ def test_fold_matches_the_lists() -> None:
     """fold() is the lists' normalisation with confusable pairs folded."""
     assert fold("ab-12 cde") == fold("AB12CDE") == fold("A812CDE")
     assert fold("unknown") is None
+
+
+def test_record_from_the_published_payload() -> None:
+    """ReadRecord.from_payload takes what the bridge publishes (plate_payload plus its
+    extras) and the gate decision, and keeps picture files per kind."""
+    import json
+
+    from hik2mqtt.events import PlateRead, decode
+    from hik2mqtt.simulator import make_read
+    from hik2mqtt.topics import plate_payload
+    from hik2mqtt.web.backend import ReadRecord
+
+    read = decode(make_read("AB12CDE", confidence=91).xml)
+    assert isinstance(read, PlateRead)
+    received = datetime.now().astimezone()
+    payload = json.loads(
+        plate_payload(
+            camera="gate",
+            read=read,
+            source="stream",
+            received=received,
+            images={"plate": {"topic": "t", "file": "/pics/p.jpg"}, "vehicle": {"file": None}},
+            retransmitted=False,
+            extra={"normalized": "AB12CDE", "match": {"list": "allow"}, "duplicate": True},
+        )
+    )
+    rec = ReadRecord.from_payload(payload, received=received, gate_open=False, gate_reason="dup")
+    assert (rec.camera, rec.plate, rec.normalized, rec.confidence) == (
+        "gate",
+        "AB12CDE",
+        "AB12CDE",
+        91,
+    )
+    assert (rec.match, rec.duplicate, rec.retransmitted) == ("allow", True, False)
+    assert (rec.gate_open, rec.gate_reason, rec.event_id) == (False, "dup", read.event_id)
+    assert rec.pictures == {"plate": Path("/pics/p.jpg"), "vehicle": None}
+    assert rec.payload == payload
