@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -217,3 +218,24 @@ def test_leaving_the_page_closes_its_live_feed(
         browser.get("about:blank")
         wait_until(lambda: service.live.clients == 0)
         browser.back()
+
+
+def test_keyboard_reaches_the_tabs_and_buttons(
+    browser: WebDriver, site: tuple[WebService, FakeBackend, Path]
+) -> None:
+    """Arrow keys move between the tabs, and every control has a label or text."""
+    service, _, _ = site
+    log_in(browser, service)
+    wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+    live = browser.find_element(By.ID, "tab-live")
+    live.click()
+    live.send_keys(Keys.ARROW_RIGHT)
+    wait_until(lambda: browser.find_element(By.ID, "history").is_displayed())
+    active = browser.switch_to.active_element
+    assert active.get_attribute("id") == "tab-history"
+    unlabelled = browser.execute_script(
+        "return [...document.querySelectorAll('input, select')]"
+        ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+        ".map(e => e.name || e.id)"
+    )
+    assert unlabelled == []

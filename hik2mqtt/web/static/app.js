@@ -49,6 +49,7 @@ function showTab(name) {
   for (const tab of document.querySelectorAll(".tab")) {
     const on = tab.dataset.tab === name;
     tab.setAttribute("aria-selected", on ? "true" : "false");
+    tab.tabIndex = on ? 0 : -1;
     $(tab.dataset.tab).hidden = !on;
   }
   if (name === "lists" && state.lists === null) loadLists();
@@ -287,7 +288,18 @@ async function saveLists(event) {
 // -- start ------------------------------------------------------------------------------
 
 async function start() {
-  for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showTab(tab.dataset.tab));
+  const tabs = [...document.querySelectorAll(".tab")];
+  tabs.forEach((tab, i) => {
+    tab.tabIndex = i === 0 ? 0 : -1;
+    tab.addEventListener("click", () => showTab(tab.dataset.tab));
+    tab.addEventListener("keydown", (event) => {  // arrow keys move between tabs (ARIA tabs)
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (!step) return;
+      const next = tabs[(i + step + tabs.length) % tabs.length];
+      next.focus();
+      showTab(next.dataset.tab);
+    });
+  });
   $("search").addEventListener("submit", (event) => { event.preventDefault(); search(false); });
   $("more").addEventListener("click", () => search(true));
   $("erase").addEventListener("click", erase);
