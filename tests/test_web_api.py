@@ -545,12 +545,28 @@ def test_stop_ends_open_live_feeds(serve: Callable[..., Served]) -> None:
 
 
 def test_a_port_in_use_fails_at_start() -> None:
-    """start() raises OSError when the port is taken, and leaves nothing running."""
+    """start() fails with one configuration line naming HIK2MQTT_WEB__PORT when the port is
+    taken, and leaves nothing running."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         service = WebService(backend=FakeBackend(), host="127.0.0.1", port=port, password=None)
-        with pytest.raises(OSError, match="in use"):
+        with pytest.raises(ConfigError) as failure:
             service.start()
+        assert failure.value.problems == [
+            f"HIK2MQTT_WEB__PORT: cannot listen on 127.0.0.1:{port}: Address already in use"
+        ]
         assert not service.server.alive
+
+
+def test_an_unusable_history_folder_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A history folder that can't be made fails with one line naming HIK2MQTT_HISTORY__DIR."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HIK2MQTT_HISTORY__DIR", str(tmp_path / "file" / "history"))
+    settings = load_settings(None, require_cameras=False)
+    with pytest.raises(ConfigError) as failure:
+        WebService.from_settings(settings, FakeBackend())
+    assert failure.value.problems[0].startswith("HIK2MQTT_HISTORY__DIR: cannot keep the history")

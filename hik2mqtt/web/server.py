@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 
 import uvicorn
 
-from hik2mqtt.config import Settings
+from hik2mqtt.config import ENV_PREFIX, Settings
+from hik2mqtt.errors import ConfigError
 from hik2mqtt.web.app import WebApp
 from hik2mqtt.web.backend import ReadRecord, WebBackend
 from hik2mqtt.web.history import History
@@ -136,29 +138,47 @@ class WebService:
 
     @classmethod
     def from_settings(cls, settings: Settings, backend: WebBackend) -> WebService | None:
-        """The service the settings ask for, or None when the page is off (port 0)."""
+        """The service the settings ask for, or None when the page is off (port 0).
+
+        ConfigError (one line naming the variable) when the history folder can't be used.
+        """
         web = settings.web
         if not web.enabled:
             return None
-        return cls(
-            backend=backend,
-            host=web.host,
-            port=web.port,
-            password=web.password.get_secret_value() if web.password else None,
-            session_hours=web.session_hours,
-            history_dir=settings.history.dir,
-            keep_days=settings.history.keep_days,
-            images_dir=settings.images.dir,
-        )
+        try:
+            return cls(
+                backend=backend,
+                host=web.host,
+                port=web.port,
+                password=web.password.get_secret_value() if web.password else None,
+                session_hours=web.session_hours,
+                history_dir=settings.history.dir,
+                keep_days=settings.history.keep_days,
+                images_dir=settings.images.dir,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            folder = settings.history.dir
+            problem = f"{ENV_PREFIX}HISTORY__DIR: cannot keep the history in {folder}: {exc}"
+            raise ConfigError([problem]) from exc
 
     @property
     def port(self) -> int:
         return self.server.port
 
     def start(self) -> None:
+        """Start the history writer and the server; ConfigError naming HIK2MQTT_WEB__PORT
+        when the address can't be listened on (in use, not this machine's)."""
         self.history.start()
         try:
             self.server.start()
+        except OSError as exc:
+            self.history.close()
+            raise ConfigError(
+                [
+                    f"{ENV_PREFIX}WEB__PORT: cannot listen on {self.server.host}:"
+                    f"{self.server.port}: {exc.strerror or exc}"
+                ]
+            ) from exc
         except BaseException:
             self.history.close()
             raise
