@@ -67,6 +67,7 @@ class WebServer:
             timeout_graceful_shutdown=2,
             h11_max_incomplete_event_size=16 * 1024,
             ws="none",
+            http="h11",  # the limits above are h11's, whatever else is installed
         )
         server = uvicorn.Server(config)
         self._server = server
