@@ -570,3 +570,27 @@ def test_an_unusable_history_folder_is_a_configuration_error(
     with pytest.raises(ConfigError) as failure:
         WebService.from_settings(settings, FakeBackend())
     assert failure.value.problems[0].startswith("HIK2MQTT_HISTORY__DIR: cannot keep the history")
+
+
+def test_a_request_must_arrive_within_its_deadline(
+    serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sends half a request (or nothing) is cut off at the deadline; a live
+    feed, whose request is complete, outlives it."""
+    from hik2mqtt.web.server import DeadlineH11Protocol
+
+    monkeypatch.setattr(DeadlineH11Protocol, "deadline", 0.5)
+    served = serve(password=None)
+    for sent in (b"", b"GET /api/cameras HTTP/1.1\r\nHost: 127.0.0.1\r\n"):
+        with socket.create_connection(("127.0.0.1", served.service.port)) as slow:
+            slow.sendall(sent)
+            slow.settimeout(10)
+            assert slow.recv(100) == b""  # closed by the server, long before 10 s
+    with socket.create_connection(("127.0.0.1", served.service.port)) as feed:
+        feed.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        feed.settimeout(10)
+        received = b""
+        while received.count(b": keep-alive") < 2:  # two keep-alives: 2 s or more
+            chunk = feed.recv(4096)
+            assert chunk, "the live feed was cut"
+            received += chunk

@@ -7,13 +7,16 @@ it publishes to ``read()``, and calls ``stop()`` on the way out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sqlite3
 import threading
 from pathlib import Path
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hik2mqtt.config import ENV_PREFIX, Settings
 from hik2mqtt.errors import ConfigError
@@ -26,6 +29,51 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+REQUEST_DEADLINE = 10.0  # seconds a client has to send a whole request (headers and body)
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request to arrive in full.
+
+    uvicorn bounds the idle time between requests but not the time a request takes to
+    arrive: a client could hold a connection by sending a byte now and then.
+    """
+
+    deadline = REQUEST_DEADLINE
+    _late: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE and self.conn.their_state is not h11.SEND_BODY:
+            self._disarm()  # the request is in (or the connection is ending)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this connection gets its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._late = self.loop.call_later(self.deadline, self._too_late)
+
+    def _disarm(self) -> None:
+        if self._late is not None:
+            self._late.cancel()
+            self._late = None
+
+    def _too_late(self) -> None:
+        self._late = None
+        if not self.transport.is_closing():
+            log.info("web: a request took over %g s to arrive; connection closed", self.deadline)
+            self.transport.close()
 
 
 class WebServer:
@@ -67,7 +115,7 @@ class WebServer:
             timeout_graceful_shutdown=2,
             h11_max_incomplete_event_size=16 * 1024,
             ws="none",
-            http="h11",  # the limits above are h11's, whatever else is installed
+            http=DeadlineH11Protocol,  # h11 always, with a deadline per request
         )
         server = uvicorn.Server(config)
         self._server = server
