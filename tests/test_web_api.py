@@ -535,9 +535,10 @@ def test_stop_ends_open_live_feeds(serve: Callable[..., Served]) -> None:
         served.service.stop()
         done.set()
 
+    assert served.service.alive
     threading.Thread(target=stop).start()
     assert done.wait(10)
-    assert not served.service.server.alive
+    assert not served.service.alive
     feed.close()
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -203,6 +203,10 @@ class History:
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, stop the writer, close the database."""
         with self._lock:

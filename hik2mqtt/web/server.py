@@ -232,6 +232,11 @@ class WebService:
             self.history.close()
             raise
 
+    @property
+    def alive(self) -> bool:
+        """The server and the history writer are running (for the bridge's health)."""
+        return self.server.alive and self.history.alive
+
     def read(self, record: ReadRecord) -> ReadRecord:
         """A read the bridge published: into the history and onto open pages. Never blocks."""
         stored = self.history.add(record)
