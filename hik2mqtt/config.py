@@ -192,6 +192,48 @@ class ImageSettings(BaseModel):
     )
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class WebSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the web page binds to; any other than loopback needs a PASSWORD.",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="Port of the web page (0: no page).")
+    password: SecretStr | None = Field(
+        None,
+        description="Password for the web page and its API (a secret; unset: loopback only, "
+        "read-only).",
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a login on the web page lasts, hours."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0
+
+    @property
+    def loopback(self) -> bool:
+        return self.host.strip("[]").lower() in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+
+class HistorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path | None = Field(
+        None,
+        description="Folder for the history of reads, a SQLite file (unset: the last 1,000 "
+        "reads in memory).",
+    )
+    keep_days: float = Field(
+        30.0, gt=0, description="Reads older than this many days leave the history."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -229,6 +271,12 @@ class Settings(BaseSettings):
     listen: ListenSettings = Field(
         default_factory=ListenSettings,
         description="The HTTP listener for push cameras (on only when a camera uses push).",
+    )
+    web: WebSettings = Field(
+        default_factory=WebSettings, description="The web page: live reads, history, actions."
+    )
+    history: HistorySettings = Field(
+        default_factory=HistorySettings, description="The history of reads behind the page."
     )
     events: str = Field(
         "all",
@@ -372,6 +420,17 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
     for variable, path in files:
         if path is not None and not path.is_file():
             problems.append(f"{ENV_PREFIX}{variable}: no such file: {path}")
+    web = settings.web
+    if web.enabled and not web.loopback and web.password is None:
+        problems.append(
+            f"{ENV_PREFIX}WEB__PASSWORD: required when the page listens on {web.host!r} "
+            f"(not loopback); set it, or set {ENV_PREFIX}WEB__HOST=127.0.0.1"
+        )
+    if web.password is not None and len(web.password.get_secret_value()) < 8:
+        problems.append(f"{ENV_PREFIX}WEB__PASSWORD: too short (at least 8 characters)")
+    history_dir = settings.history.dir
+    if history_dir is not None and history_dir.exists() and not history_dir.is_dir():
+        problems.append(f"{ENV_PREFIX}HISTORY__DIR: not a folder: {settings.history.dir}")
     if (settings.mqtt.cert_file is None) != (settings.mqtt.key_file is None):
         problems.append(
             f"{ENV_PREFIX}MQTT__CERT_FILE: a client certificate needs both CERT_FILE and KEY_FILE"
@@ -439,6 +498,8 @@ def setting_rows() -> list[tuple[str, str, str]]:
         "listen": ListenSettings,
         "metrics": MetricsSettings,
         "homeassistant": HomeAssistantSettings,
+        "web": WebSettings,
+        "history": HistorySettings,
     }
 
     def walk(prefix: str, model: type[BaseModel]) -> None:

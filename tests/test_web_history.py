@@ -1,0 +1,269 @@
+"""The history behind the page: SQLite and in-memory, search, paging, retention, erasure, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hik2mqtt.web.demo import record
+from hik2mqtt.web.history import MEMORY_READS, History, Query, fold
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[History]:
+    store = History(tmp_path / "history", images_dir=tmp_path / "images")
+    store.start()
+    yield store
+    store.close()
+
+
+def plates(store: History, **query: object) -> list[str]:
+    return [r.plate or "" for r in store.search(Query(**query)).records]  # type: ignore[arg-type]
+
+
+def test_reads_survive_a_restart(tmp_path: Path) -> None:
+    """With a folder, reads are in SQLite and still there after the history is reopened,
+    and ids keep growing."""
+    first = History(tmp_path)
+    first.start()
+    kept = first.add(record("gate", "AB12CDE", match="allow", gate=(True, "on list")))
+    first.close()
+    second = History(tmp_path)
+    second.start()
+    try:
+        found = second.search(Query()).records
+        assert [(r.id, r.plate, r.match, r.gate_open) for r in found] == [
+            (kept.id, "AB12CDE", "allow", True)
+        ]
+        assert second.add(record("gate", "XY99ZZZ")).id == kept.id + 1
+    finally:
+        second.close()
+
+
+def test_memory_keeps_the_last_thousand() -> None:
+    """Without a folder, the last 1,000 reads are kept in memory, the oldest go."""
+    store = History(None)
+    store.start()
+    try:
+        for n in range(MEMORY_READS + 50):
+            store.add(record("gate", f"P{n:05d}"))
+        assert store.flush()
+        assert store.count() == MEMORY_READS
+        assert plates(store, limit=1) == [f"P{MEMORY_READS + 49:05d}"]
+        assert plates(store, plate="P00049") == []
+        assert plates(store, plate="P00050") == ["P00050"]
+    finally:
+        store.close()
+
+
+def test_retention_deletes_old_reads(tmp_path: Path) -> None:
+    """Reads older than KEEP_DAYS (by the history's clock) are deleted; newer ones stay."""
+    now = datetime.now().astimezone()
+    clock = [now.timestamp()]
+    store = History(tmp_path, keep_days=30, clock=lambda: clock[0])
+    store.start()
+    try:
+        store.add(record("gate", "OLDER", received=now - timedelta(days=29)))
+        store.add(record("gate", "NEWER", received=now - timedelta(days=28)))
+        assert store.flush()
+        assert store.prune() == 0
+        clock[0] += 1.5 * 86400
+        assert store.prune() == 1
+        assert plates(store) == ["NEWER"]
+    finally:
+        store.close()
+
+
+def test_plate_search_folds_lookalikes_and_tolerates_misreads(history: History) -> None:
+    """A search compares plates as lists do: separators, case, Cyrillic look-alikes and
+    0/O-style confusions don't matter; tolerance 1 also finds one character off."""
+    for plate in ("AB12 CDE", "АВ12СDЕ", "A812CDE", "AB12CDF", "AB12CD", "ZZ99ZZZ"):  # Cyrillic 2nd
+        history.add(record("gate", plate))
+    assert history.flush()
+    exact = plates(history, plate="ab-12-cde")
+    assert sorted(exact) == sorted(["AB12 CDE", "АВ12СDЕ", "A812CDE"])
+    near = plates(history, plate="AB12CDE", tolerance=1)
+    assert sorted(near) == sorted(["AB12 CDE", "АВ12СDЕ", "A812CDE", "AB12CDF", "AB12CD"])
+    assert "ZZ99ZZZ" not in plates(history, plate="AB12CDE", tolerance=2)
+
+
+def test_tolerance_finds_edits_anywhere(history: History) -> None:
+    """The pre-filter never hides a true match: every single edit at every position of a
+    plate is found with tolerance 1, and two edits with tolerance 2."""
+    base = "KX71PQR"
+    variants = set()
+    for i in range(len(base) + 1):
+        variants.add(base[:i] + "W" + base[i:])  # insertion
+        if i < len(base):
+            variants.add(base[:i] + base[i + 1 :])  # deletion
+            variants.add(base[:i] + "W" + base[i + 1 :])  # substitution
+    variants.add("WX71PQW")  # two edits, both ends
+    for plate in variants:
+        history.add(record("gate", plate))
+    assert history.flush()
+    one = set(plates(history, plate=base, tolerance=1, limit=200))
+    assert one == variants - {"WX71PQW"}
+    two = set(plates(history, plate=base, tolerance=2, limit=200))
+    assert two == variants
+
+
+def test_filters_combine(history: History) -> None:
+    """Camera, time range, list, flags and gate filters each narrow the result."""
+    now = datetime.now().astimezone()
+    history.add(record("front", "AAA1", match="allow", gate=(True, "on list")))
+    history.add(record("back", "BBB2", duplicate=True, gate=(False, "duplicate")))
+    history.add(record("back", "CCC3", retransmitted=True, received=now - timedelta(hours=2)))
+    assert history.flush()
+    assert plates(history, camera="back") == ["CCC3", "BBB2"]
+    assert plates(history, list="allow") == ["AAA1"]
+    assert plates(history, list="") == ["CCC3", "BBB2"]
+    assert plates(history, duplicate=True) == ["BBB2"]
+    assert plates(history, retransmitted=False) == ["BBB2", "AAA1"]
+    assert plates(history, gate=True) == ["AAA1"]
+    assert plates(history, gate=False) == ["BBB2"]
+    assert plates(history, since=now - timedelta(hours=1)) == ["BBB2", "AAA1"]
+    assert plates(history, until=now - timedelta(hours=1)) == ["CCC3"]
+
+
+def test_paging_with_a_cursor_sees_every_read_once(history: History) -> None:
+    """Pages follow each other by cursor, newest first, without gaps or repeats, even when
+    reads arrive between two pages."""
+    for n in range(23):
+        history.add(record("gate", f"PG{n:03d}"))
+    assert history.flush()
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = history.search(Query(limit=10, cursor=cursor))
+        seen += [r.plate or "" for r in page.records]
+        if len(seen) == 10:
+            history.add(record("gate", "LATE"))
+            assert history.flush()
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"PG{n:03d}" for n in reversed(range(23))]
+
+
+def test_erase_removes_rows_and_picture_files(tmp_path: Path, history: History) -> None:
+    """Erasing a plate deletes its reads (any spelling the search would match) and their
+    pictures, and nothing else; a picture path outside the picture folder is left alone."""
+    images = tmp_path / "images"
+    images.mkdir()
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"keep")
+    files = []
+    for n, plate in enumerate(("AB12CDE", "ab 12 cde", "XY99ZZZ")):
+        file = images / f"{n}.jpg"
+        file.write_bytes(b"jpeg")
+        files.append(file)
+        history.add(record("gate", plate, pictures={"plate": file, "vehicle": outside}))
+    erased = history.erase("AB-12-CDE")
+    assert (erased.reads, erased.pictures) == (2, 2)
+    assert plates(history) == ["XY99ZZZ"]
+    assert [f.exists() for f in files] == [False, False, True]
+    assert outside.exists()
+
+
+def test_picture_file_stays_inside_the_folder(tmp_path: Path, history: History) -> None:
+    """A stored picture path that resolves outside the picture folder (.., a symlink) is
+    never served."""
+    images = tmp_path / "images"
+    images.mkdir()
+    inside = images / "in.jpg"
+    inside.write_bytes(b"jpeg")
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"secret")
+    (images / "link.jpg").symlink_to(secret)
+    read = history.add(
+        record(
+            "gate",
+            "AB1",
+            pictures={"plate": inside, "a": images / ".." / "secret.jpg", "b": images / "link.jpg"},
+        )
+    )
+    assert history.picture_file(read, "plate") == inside.resolve()
+    assert history.picture_file(read, "a") is None
+    assert history.picture_file(read, "b") is None
+
+
+def test_csv_export_streams_every_page_and_defuses_formulas(history: History) -> None:
+    """The CSV has a header and every matching read, across pages, and camera text that
+    starts like a formula is prefixed so a spreadsheet shows it as text."""
+    for n in range(450):
+        history.add(record("gate", f"C{n:04d}"))
+    history.add(record("gate", "=HYPERLINK(1)"))
+    assert history.flush()
+    chunks = list(history.csv_rows(Query()))
+    assert len(chunks) > 2  # streamed a page at a time
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert len(rows) == 451
+    assert rows[0]["plate"] == "'=HYPERLINK(1)"
+    assert rows[-1]["plate"] == "C0000"
+
+
+def test_add_never_waits_for_the_writer(tmp_path: Path) -> None:
+    """With the database locked by someone else, add() still returns at once; past the
+    queue's size the oldest waiting reads are dropped and counted."""
+    store = History(tmp_path, queue_size=5)
+    store.start()
+    try:
+        store._db_lock.acquire()  # the writer now blocks on its next batch
+        try:
+            for n in range(20):
+                store.add(record("gate", f"Q{n}"))
+        finally:
+            store._db_lock.release()
+        assert store.flush()
+        assert store.dropped >= 1
+        assert plates(store, plate="Q19") == ["Q19"]
+    finally:
+        store.close()
+
+
+def test_fold_matches_the_lists() -> None:
+    """fold() is the lists' normalisation with confusable pairs folded."""
+    assert fold("ab-12 cde") == fold("AB12CDE") == fold("A812CDE")
+    assert fold("unknown") is None
+
+
+def test_record_from_the_published_payload() -> None:
+    """ReadRecord.from_payload takes what the bridge publishes (plate_payload plus its
+    extras) and the gate decision, and keeps picture files per kind."""
+    import json
+
+    from hik2mqtt.events import PlateRead, decode
+    from hik2mqtt.simulator import make_read
+    from hik2mqtt.topics import plate_payload
+    from hik2mqtt.web.backend import ReadRecord
+
+    read = decode(make_read("AB12CDE", confidence=91).xml)
+    assert isinstance(read, PlateRead)
+    received = datetime.now().astimezone()
+    payload = json.loads(
+        plate_payload(
+            camera="gate",
+            read=read,
+            source="stream",
+            received=received,
+            images={"plate": {"topic": "t", "file": "/pics/p.jpg"}, "vehicle": {"file": None}},
+            retransmitted=False,
+            extra={"normalized": "AB12CDE", "match": {"list": "allow"}, "duplicate": True},
+        )
+    )
+    rec = ReadRecord.from_payload(payload, received=received, gate_open=False, gate_reason="dup")
+    assert (rec.camera, rec.plate, rec.normalized, rec.confidence) == (
+        "gate",
+        "AB12CDE",
+        "AB12CDE",
+        91,
+    )
+    assert (rec.match, rec.duplicate, rec.retransmitted) == ("allow", True, False)
+    assert (rec.gate_open, rec.gate_reason, rec.event_id) == (False, "dup", read.event_id)
+    assert rec.pictures == {"plate": Path("/pics/p.jpg"), "vehicle": None}
+    assert rec.payload == payload
