@@ -240,8 +240,8 @@ def test_numbers_in_a_read_are_ascii_digits_in_range(value: str) -> None:
 
 @pytest.mark.parametrize(
     "pic_name",
-    ["²", "٣", "1" * 5000, "12345678901234567890", "-5", ""],
-    ids=["superscript", "arabic-indic", "5000-digits", "20-digits", "minus", "empty"],
+    ["²", "٣", "1" * 5000, "1" * 26, "-5", ""],
+    ids=["superscript", "arabic-indic", "5000-digits", "26-digits", "minus", "empty"],
 )
 def test_plate_list_entries_with_bad_pic_names_are_skipped(pic_name: str) -> None:
     """A plate-list entry whose picName is not ASCII digits within range is skipped (it
