@@ -26,6 +26,7 @@ from hik2mqtt.images import ImageFolder
 from hik2mqtt.metrics import Metrics, MetricsListener
 from hik2mqtt.mqtt import JSON, MqttLink, expiring
 from hik2mqtt.outbox import Outbox
+from hik2mqtt.page import PageBackend
 from hik2mqtt.pipeline import Connected, ListsIn, MessageIn, Pipeline, StatusIn
 from hik2mqtt.plates import ListsFile
 from hik2mqtt.poll import PollFetcher
@@ -34,6 +35,7 @@ from hik2mqtt.runtime import CameraHandle, Runtime
 from hik2mqtt.spool import CursorStore, MemorySpool, Spool, SqliteSpool
 from hik2mqtt.supervise import start_thread
 from hik2mqtt.topics import OFFLINE, Topics
+from hik2mqtt.web import WebService
 from hik2mqtt.worker import CameraWorker, Fetcher
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,16 @@ class Bridge:
             read_expiry=expiry,
         )
         self.runtime.submit(ListsIn(self.runtime.lists.lists))
+        # The web page: one more consumer of the pipeline's effects (None when off).
+        self.page = PageBackend(settings=settings, runtime=self.runtime)
+        self.web = WebService.from_settings(settings, self.page)
+        if self.web is not None:
+            self.page.service = self.web
+            self.runtime.observers.append(self.page.observe)
+            web = self.web
+            self.runtime.extra_problems.append(
+                lambda: None if web.alive else "the web page's server has stopped"
+            )
         self.cameras = {name: self._camera(handle) for name, handle in handles.items()}
         push = {
             name: PushCamera(
@@ -142,7 +154,16 @@ class Bridge:
         )
 
     def _status_callback(self, name: str, *, online: bool) -> Callable[[], None]:
-        return lambda: self.runtime.submit(StatusIn(name, online))
+        def report() -> None:
+            self.runtime.submit(StatusIn(name, online))
+
+        return report
+
+    def _status_of(self, name: str) -> Callable[[bool], None]:
+        def report(online: bool) -> None:
+            self.runtime.submit(StatusIn(name, online))
+
+        return report
 
     def _camera(self, handle: CameraHandle) -> Camera:
         name, settings = handle.name, handle.settings
@@ -172,7 +193,7 @@ class Bridge:
                 name=name,
                 fetcher=fetcher,
                 deliver=self.runtime.deliver_for(name, settings.mode),
-                on_status=lambda online: self.runtime.submit(StatusIn(name, online)),
+                on_status=self._status_of(name),
                 stop=stop,
                 auth=handle.auth,
             )
@@ -189,6 +210,9 @@ class Bridge:
         )
         self.outbox.start()
         self.link.start()
+        if self.web is not None:
+            self.web.start()  # ConfigError naming HIK2MQTT_WEB__PORT when it can't listen
+            log.info("web page on http://%s:%d/", self.settings.web.host, self.web.port)
         self._threads.append(
             start_thread(self.runtime.run_control, name="control", stop=self._stop)
         )
@@ -216,6 +240,8 @@ class Bridge:
             self.listener.stop()
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
+        if self.web is not None:
+            self.web.stop()
         workers = [c.worker for c in self.cameras.values() if c.worker is not None]
         for worker in workers:
             worker.begin_stop()

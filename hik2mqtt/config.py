@@ -212,9 +212,28 @@ class WebSettings(BaseModel):
         12.0, gt=0, le=24 * 30, description="How long a login on the web page lasts, hours."
     )
 
+    url: str | None = Field(
+        None,
+        description="The page's address as people reach it, e.g. behind a proxy (Home "
+        "Assistant links the bridge's device to it; default: http://HOST:PORT/ unless HOST "
+        "is 0.0.0.0 or ::).",
+    )
+
     @property
     def enabled(self) -> bool:
         return self.port != 0
+
+    @property
+    def link(self) -> str | None:
+        """Where Home Assistant's bridge device links to (None: no page, or unknown)."""
+        if not self.enabled:
+            return None
+        if self.url:
+            return self.url
+        host = self.host.strip("[]")
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising a wildcard, not binding
+            return None
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     @property
     def loopback(self) -> bool:

@@ -169,21 +169,27 @@ def camera_configs(
     return dict(items)
 
 
-def bridge_configs(topics: Topics, *, discovery_prefix: str) -> dict[str, bytes]:
-    """The bridge's own device: a connectivity sensor for the bridge itself."""
+def bridge_configs(
+    topics: Topics, *, discovery_prefix: str, configuration_url: str | None = None
+) -> dict[str, bytes]:
+    """The bridge's own device: a connectivity sensor for the bridge itself; its
+    ``configuration_url`` is the bridge's web page, when it has one."""
     node = bridge_node(topics)
     name = "hik2mqtt bridge" if topics.bridge_id is None else f"hik2mqtt bridge {topics.bridge_id}"
+    device: dict[str, Any] = {
+        "identifiers": [node],
+        "name": name,
+        "manufacturer": "hik2mqtt",
+        "model": "bridge",
+        "sw_version": __version__,
+    }
+    if configuration_url:
+        device["configuration_url"] = configuration_url
     doc = {
         "name": "Bridge connected",
         "unique_id": f"{node}_connected",
         **entity_ids("binary_sensor", f"{node}_connected"),
-        "device": {
-            "identifiers": [node],
-            "name": name,
-            "manufacturer": "hik2mqtt",
-            "model": "bridge",
-            "sw_version": __version__,
-        },
+        "device": device,
         "origin": ORIGIN,
         "state_topic": topics.bridge_status,
         "payload_on": ONLINE,

@@ -636,7 +636,9 @@ class Pipeline:
     def _discover(self) -> list[Effect]:
         if not self._ha.enabled:
             return []
-        configs = bridge_configs(self.topics, discovery_prefix=self._ha.prefix)
+        configs = bridge_configs(
+            self.topics, discovery_prefix=self._ha.prefix, configuration_url=self.settings.web.link
+        )
         for name, state in self.cameras.items():
             configs.update(
                 camera_configs(

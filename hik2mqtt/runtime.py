@@ -120,9 +120,12 @@ class Runtime:
         self._stop = stop
         self._lock = threading.Lock()
         self._control: queue.Queue[Input | None] = queue.Queue()
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timers: list[tuple[float, int, Callable[[], object]]] = []
         self._timers_lock = threading.Lock()
         self._seq = itertools.count()
+        self._lists_lock = threading.Lock()
+        # More reasons the bridge is not healthy (the web page's server, when it runs).
+        self.extra_problems: list[Callable[[], str | None]] = []
         # Who else sees each published read and picture (the web page and its history);
         # called under the pipeline lock, so they must only queue what they get.
         self.observers: list[Callable[[Recorded | PictureSeen], None]] = []
@@ -136,15 +139,15 @@ class Runtime:
     def wake(self) -> None:
         self._control.put(None)
 
-    def submit(self, item: Input) -> None:
-        """Hand ``item`` to the pipeline and carry out what it decides."""
+    def submit(self, item: Input) -> list[Effect]:
+        """Hand ``item`` to the pipeline, carry out what it decides, and return that."""
         later: list[Effect] = []
         with self._lock:
             try:
                 effects = self.pipeline.handle(item)
             except Exception:  # a bug costs this input, never the thread that brought it
                 log.exception("error deciding about %s", type(item).__name__)
-                return
+                return []
             for effect in effects:
                 if isinstance(effect, WriteFile | FetchDeviceInfo):
                     later.append(effect)
@@ -152,6 +155,17 @@ class Runtime:
                     self._apply(effect)
         for effect in later:
             self._apply(effect)
+        return effects
+
+    def reload_lists(self) -> bool:
+        """Read the lists file again if it changed (control thread, or the page after an
+        edit); True when new lists took effect."""
+        with self._lists_lock:
+            if not self.lists.reload():
+                return False
+            lists = self.lists.lists
+        self.submit(ListsIn(lists))
+        return True
 
     def deliver_for(self, camera: str, source: str) -> Callable[[Output], None]:
         """Where a camera's outputs (reads, pictures, events) go."""
@@ -239,7 +253,7 @@ class Runtime:
             return props
         return _RETAINED_PROPS[kind]
 
-    def _at(self, delay: float, action: Callable[[], None]) -> None:
+    def _at(self, delay: float, action: Callable[[], object]) -> None:
         with self._timers_lock:
             heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), action))
         self.wake()
@@ -285,8 +299,7 @@ class Runtime:
                 due.append(next_prune)
             if self.lists.path is not None:
                 if now >= next_lists:
-                    if self.lists.reload():
-                        self.submit(ListsIn(self.lists.lists))
+                    self.reload_lists()
                     next_lists = now + LISTS_CHECK_EVERY
                 due.append(next_lists)
             for action in self._due_timers(now):
@@ -302,7 +315,7 @@ class Runtime:
             if item is not None:
                 self.submit(item)
 
-    def _due_timers(self, now: float) -> list[Callable[[], None]]:
+    def _due_timers(self, now: float) -> list[Callable[[], object]]:
         actions = []
         with self._timers_lock:
             while self._timers and self._timers[0][0] <= now:
@@ -341,6 +354,7 @@ class Runtime:
         for name, status in self.statuses().items():
             if status != "online":
                 problems.append(f"camera {name} is {status}")
+        problems += [p for check in self.extra_problems if (p := check()) is not None]
         return problems
 
     def write_health(self) -> None:

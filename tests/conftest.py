@@ -252,6 +252,7 @@ def bridge_settings(
             "mqtt": {"host": broker.host, "port": broker.port},
             "topic_prefix": prefix,
             "cameras": cameras,
+            "web": {"port": 0},  # tests that want the page give it a free port
             **extra,
         }
     )

@@ -238,8 +238,8 @@ def test_record_from_the_published_payload() -> None:
     import json
 
     from hik2mqtt.events import PlateRead, decode
-    from hik2mqtt.simulator import make_read
     from hik2mqtt.payloads import plate_payload
+    from hik2mqtt.simulator import make_read
     from hik2mqtt.web.backend import ReadRecord
 
     read = decode(make_read("AB12CDE", confidence=91).xml)

@@ -1,0 +1,99 @@
+"""The web page as one more consumer of the pipeline (``hik2mqtt.web`` knows no bridge).
+
+:class:`PageBackend` answers the page's questions and carries its buttons to the pipeline
+(as :class:`~hik2mqtt.pipeline.CommandRequest`, checked exactly like an MQTT command, the
+outcome published on MQTT too); :meth:`PageBackend.observe` turns each published read
+(:class:`~hik2mqtt.pipeline.Recorded`) into a history record and keeps each camera's last
+picture per kind (:class:`~hik2mqtt.pipeline.PictureSeen`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from hik2mqtt.config import Settings
+from hik2mqtt.pipeline import CommandRequest, PictureSeen, Publish, Recorded, RunCommand
+from hik2mqtt.runtime import Runtime
+from hik2mqtt.web import CameraView, CommandOutcome, ReadRecord, WebService
+
+log = logging.getLogger(__name__)
+
+
+class PageBackend:
+    def __init__(self, *, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.service: WebService | None = None
+        self._pictures: dict[tuple[str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    # -- what the pipeline hands on (called under its lock: only quick work) ---------------
+
+    def observe(self, effect: Recorded | PictureSeen) -> None:
+        if isinstance(effect, PictureSeen):
+            with self._lock:
+                self._pictures[(effect.camera, effect.kind)] = effect.data
+            return
+        if self.service is None:
+            return
+        payload = json.loads(effect.payload)
+        gate = effect.gate or {}
+        record = ReadRecord.from_payload(
+            payload,
+            received=datetime.fromisoformat(payload["received"]),
+            gate_open=gate.get("open") if effect.gate else None,
+            gate_reason=gate.get("reason") if effect.gate else None,
+        )
+        self.service.read(record)
+
+    # -- WebBackend -------------------------------------------------------------------------
+
+    def cameras(self) -> list[CameraView]:
+        statuses = self.runtime.statuses()
+        views = []
+        for name, camera in self.settings.cameras.items():
+            gate = camera.gate
+            views.append(
+                CameraView(
+                    name=name,
+                    display_name=camera.name or name,
+                    online=statuses.get(name) == "online",
+                    mode=camera.mode,
+                    status=statuses.get(name, "starting"),
+                    outputs=() if gate.barrier else (gate.output,),
+                    barrier=gate.barrier,
+                    gate=gate.enabled,
+                )
+            )
+        return views
+
+    def latest_picture(self, camera: str, kind: str) -> bytes | None:
+        with self._lock:
+            return self._pictures.get((camera, kind))
+
+    def submit(
+        self,
+        camera: str,
+        kind: Literal["trigger", "output", "barrier"],
+        output: int | None,
+        value: str,
+    ) -> CommandOutcome:
+        effects = self.runtime.submit(CommandRequest(camera, kind, output, value))
+        if any(isinstance(e, RunCommand) for e in effects):
+            return CommandOutcome(True)
+        for effect in effects:
+            if isinstance(effect, Publish) and effect.kind == "result":
+                return CommandOutcome(False, str(json.loads(effect.payload).get("message", "")))
+        return CommandOutcome(False, f"no camera named {camera!r}")
+
+    def lists_file(self) -> tuple[Path | None, Literal["yaml", "csv"]]:
+        path = self.settings.lists_file
+        return path, "csv" if path is not None and path.suffix.lower() == ".csv" else "yaml"
+
+    def reload_lists(self) -> bool:
+        return self.runtime.reload_lists()
