@@ -21,14 +21,14 @@ COPY --from=build /opt/hik2mqtt /opt/hik2mqtt
 # A numeric user and group (10001): volumes and `docker run --user` agree on the owner.
 RUN groupadd --gid 10001 hik2mqtt \
     && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home hik2mqtt \
-    && mkdir -p /data/pictures /data/spool && chown -R 10001:10001 /data
+    && mkdir -p /data/pictures /data/spool /data/history && chown -R 10001:10001 /data
 USER 10001:10001
 WORKDIR /data
-VOLUME ["/data/pictures", "/data/spool"]
+VOLUME ["/data/pictures", "/data/spool", "/data/history"]
 # Reads waiting for the broker survive a restart of the container.
 # MALLOC_ARENA_MAX: one malloc arena per thread is memory a bridge doesn't need.
 ENV PATH=/opt/hik2mqtt/bin:$PATH \
-    PYTHONUNBUFFERED=1 HIK2MQTT_SPOOL_DIR=/data/spool MALLOC_ARENA_MAX=2 \
+    PYTHONUNBUFFERED=1 HIK2MQTT_SPOOL_DIR=/data/spool HIK2MQTT_HISTORY__DIR=/data/history MALLOC_ARENA_MAX=2 \
     HIK2MQTT_HEALTH_FILE=/tmp/hik2mqtt-health.json
 # Healthy while the bridge is connected to the broker and to every camera (its real state,
 # written every 5 s), not merely while the process exists.

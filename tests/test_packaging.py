@@ -89,7 +89,8 @@ def test_compose_file_is_valid_for_every_profile(
 
 def test_compose_publishes_mosquitto_on_loopback_and_the_push_port(tmp_path: Path) -> None:
     """Mosquitto (anonymous) is published on 127.0.0.1 only; the bridge publishes the push
-    listener's port (HIK2MQTT_LISTEN__PORT from .env); the simulator has no HEALTHCHECK."""
+    listener's port (HIK2MQTT_LISTEN__PORT from .env) and the web page's on 127.0.0.1, with
+    a volume for the history; the simulator has no HEALTHCHECK."""
     doc = compose_config(project(tmp_path, "HIK2MQTT_LISTEN__PORT=9099\n"), "bridge,demo")
     services = doc["services"]
     assert [(p["host_ip"], p["published"]) for p in services["mosquitto"]["ports"]] == [
@@ -97,7 +98,8 @@ def test_compose_publishes_mosquitto_on_loopback_and_the_push_port(tmp_path: Pat
     ]
     assert [
         (p.get("host_ip"), p["published"], p["target"]) for p in services["hik2mqtt"]["ports"]
-    ] == [(None, "9099", 9099)]
+    ] == [(None, "9099", 9099), ("127.0.0.1", "8080", 8080)]
+    assert "history" in doc["volumes"]
     assert services["simulator"]["healthcheck"] == {"disable": True}
     assert "healthcheck" not in services["hik2mqtt-demo"]  # the image's own: a bridge
 
@@ -152,3 +154,17 @@ def test_ci_runs_the_readme_quick_start_as_written() -> None:
     for script in ("scripts/check-dist", "scripts/check-quick-start", "scripts/build-image"):
         assert f"\n{script}\n" in ci, script
         assert os.access(ROOT / script, os.X_OK), script
+
+
+def test_compose_opens_the_page_to_the_lan_only_when_asked(tmp_path: Path) -> None:
+    """WEB_PUBLISH=0.0.0.0 in .env (with a password, as the comment says) publishes the web
+    page on every interface, on the port the page uses."""
+    env_file = (
+        "WEB_PUBLISH=0.0.0.0\nHIK2MQTT_WEB__PORT=8099\nHIK2MQTT_WEB__HOST=0.0.0.0\n"
+        "HIK2MQTT_WEB__PASSWORD='a-long-password'\n"
+    )
+    doc = compose_config(project(tmp_path, env_file), "bridge")
+    ports = doc["services"]["hik2mqtt"]["ports"]
+    assert ("0.0.0.0", "8099", 8099) in [
+        (p.get("host_ip"), p["published"], p["target"]) for p in ports
+    ]
