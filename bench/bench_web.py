@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import requests
 
 from hik2mqtt.events import PlateRead, decode
+from hik2mqtt.payloads import plate_payload
 from hik2mqtt.simulator import make_read
-from hik2mqtt.topics import plate_payload
 from hik2mqtt.web.demo import CHROMEDRIVER, CHROMIUM, FakeBackend, camera, record
 from hik2mqtt.web.history import History, Query
 from hik2mqtt.web.server import WebService

@@ -1,6 +1,11 @@
 """Before/after: the bridge of two checkouts side by side, in one run, on the same broker.
 
     python bench/compare.py --before ../old-checkout [--rounds 5] [--reads 2000]
+    python bench/compare.py --page    # this checkout: web page + history on vs off
+
+With ``--page``: the same bursts with the page off and with the page and a SQLite history
+on, side by side, then the time from a read's arrival at an MQTT subscriber to its arrival
+on an open page's live feed.
 
 Each round runs, for 3 kB and 60 kB pictures, the bridge of this checkout and then the
 bridge of ``--before`` (alternating which goes first), each as its own process against the
@@ -13,10 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +46,9 @@ BURST = 50
 RATE = 2000.0
 
 
-def start_bridge_of(root: Path, broker: Broker, sim: Simulator, prefix: str) -> Proc:
+def start_bridge_of(
+    root: Path, broker: Broker, sim: Simulator, prefix: str, extra: dict[str, str] | None = None
+) -> Proc:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIK2MQTT_")}
     env.update(
         PYTHONPATH=str(root),
@@ -50,7 +61,9 @@ def start_bridge_of(root: Path, broker: Broker, sim: Simulator, prefix: str) -> 
         HIK2MQTT_CAMERAS__CAM__PORT=str(sim.port),
         HIK2MQTT_CAMERAS__CAM__PASSWORD=sim.password,
         HIK2MQTT_CAMERAS__CAM__IDLE_TIMEOUT="300",
+        HIK2MQTT_WEB__PORT="0",
     )
+    env.update(extra or {})
     proc = Proc.__new__(Proc)
     proc.popen = subprocess.Popen(
         [sys.executable, "-m", "hik2mqtt", "run"], env=env, cwd=root, stderr=subprocess.DEVNULL
@@ -58,11 +71,13 @@ def start_bridge_of(root: Path, broker: Broker, sim: Simulator, prefix: str) -> 
     return proc
 
 
-def bursts_once(root: Path, broker: Broker, n: int, size: int) -> float:
+def bursts_once(
+    root: Path, broker: Broker, n: int, size: int, extra: dict[str, str] | None = None
+) -> float:
     """CPU ms per read of the bridge of ``root``, reads in bursts of 50 at 2,000/s."""
     sim = Simulator(heartbeat=None).start()
     prefix = f"c{time.monotonic_ns()}"
-    proc = start_bridge_of(root, broker, sim, prefix)
+    proc = start_bridge_of(root, broker, sim, prefix, extra)
     sub = Subscriber(broker.host, broker.port, [f"{prefix}/cam/plate"])
     try:
         assert sim.wait_for_streams(1, 20)
@@ -85,15 +100,117 @@ def bursts_once(root: Path, broker: Broker, n: int, size: int) -> float:
         sim.stop()
 
 
+def page_latency(broker: Broker, n: int) -> list[float]:
+    """Milliseconds from a read's arrival at an MQTT subscriber to its arrival on an open
+    page's live feed (server-sent events), for ``n`` reads one at a time."""
+    sim = Simulator(heartbeat=None).start()
+    prefix = f"l{time.monotonic_ns()}"
+    port = _free_port()
+    proc = start_bridge_of(ROOT, broker, sim, prefix, {"HIK2MQTT_WEB__PORT": str(port)})
+    sub = Subscriber(broker.host, broker.port, [f"{prefix}/cam/plate"])
+    seen: dict[str, float] = {}
+    try:
+        assert sim.wait_for_streams(1, 20)
+        assert wait(lambda: _answers(port), 20)
+        feed = socket.create_connection(("127.0.0.1", port), timeout=30)
+        feed.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        feed.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        reader = threading.Thread(target=_read_feed, args=(feed, seen), daemon=True)
+        reader.start()
+        assert wait(lambda: "cameras" in seen, 10)
+        out = []
+        for i in range(n):
+            plate = f"L{i:05d}"
+            sim.send_raw(encode_read(make_read(plate, picture_size=3000)))
+            assert wait(lambda: plate in seen and len(sub.on(f"{prefix}/cam/plate")) > i, 10)
+            out.append((seen[plate] - sub.on(f"{prefix}/cam/plate")[i].at) * 1000)
+        feed.close()
+        return out
+    finally:
+        sub.close()
+        proc.stop()
+        sim.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _read_feed(feed: socket.socket, seen: dict[str, float]) -> None:
+    buffer = b""
+    while True:
+        try:
+            data = feed.recv(65536)
+        except OSError:
+            return
+        if not data:
+            return
+        now = time.perf_counter()
+        buffer += data
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            if b"event: cameras" in event:
+                seen["cameras"] = now
+            for line in event.split(b"\n"):
+                if line.startswith(b"data: ") and b'"plate"' in line:
+                    plate = json.loads(line[6:]).get("plate")
+                    if isinstance(plate, str):
+                        seen[plate] = now
+
+
+def page_side_by_side(broker: Broker, rounds: int, reads: int) -> None:
+    """This checkout without the page, and with the page and a SQLite history."""
+    history = Path(tempfile.mkdtemp(prefix="hik2mqtt-bench-history-"))
+    with_page = {"HIK2MQTT_WEB__PORT": str(_free_port()), "HIK2MQTT_HISTORY__DIR": str(history)}
+    print(f"\n### The page and its history: bursts of {BURST} at {RATE:.0f} reads/s, CPU ms/read\n")
+    print(row("picture size", "page off (median)", "page + history (median)", "on / off", "rounds"))
+    print(row("---", "---", "---", "---", "---"))
+    for size in (3_000, 60_000):
+        off: list[float] = []
+        on: list[float] = []
+        for i in range(rounds):
+            order = [(off, None), (on, with_page)]
+            for results, extra in order if i % 2 == 0 else order[::-1]:
+                results.append(bursts_once(ROOT, broker, reads, size, extra))
+        a, b = statistics.median(off), statistics.median(on)
+        each = "; ".join(f"{x:.3f}/{y:.3f}" for x, y in zip(off, on, strict=True))
+        print(row(f"{size // 1000} kB", f"{a:.3f}", f"{b:.3f}", f"{b / a:.2f}", each))
+    lat = page_latency(broker, 200)
+    print(
+        f"\nRead on the MQTT subscriber -> the same read on an open page's live feed: "
+        f"p50 {statistics.median(lat):.1f} ms, p99 {_bench.pct(lat, 0.99):.1f} ms, "
+        f"max {max(lat):.1f} ms (n={len(lat)})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--before", type=Path, help="the other checkout")
+    parser.add_argument("--page", action="store_true", help="page and history on vs off")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reads", type=int, default=2000)
     args = parser.parse_args()
-    after, before = ROOT, args.before.resolve()
     broker = Broker()
     broker.start()
+    if args.page:
+        try:
+            page_side_by_side(broker, args.rounds, args.reads)
+        finally:
+            broker.close()
+        return
+    if args.before is None:
+        parser.error("--before or --page")
+    after, before = ROOT, args.before.resolve()
     print(f"\n### Bursts of {BURST} back to back at {RATE:.0f} reads/s: CPU ms per read\n")
     print(row("picture size", "before (median)", "after (median)", "after / before", "rounds"))
     print(row("---", "---", "---", "---", "---"))

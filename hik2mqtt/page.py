@@ -41,7 +41,7 @@ class PageBackend:
             return
         if self.service is None:
             return
-        payload = json.loads(effect.payload)
+        payload = effect.doc
         gate = effect.gate or {}
         record = ReadRecord.from_payload(
             payload,

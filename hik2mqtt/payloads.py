@@ -22,7 +22,7 @@ def read_age(read: PlateRead, received: datetime) -> float | None:
     return round((received - taken).total_seconds(), 3)
 
 
-def plate_payload(
+def plate_doc(
     *,
     camera: str,
     read: PlateRead,
@@ -32,7 +32,7 @@ def plate_payload(
     age: float | None = None,
     retransmitted: bool | None = None,
     extra: dict[str, Any] | None = None,
-) -> bytes:
+) -> dict[str, Any]:
     """The JSON of one read, as published on ``<prefix>/<camera>/plate``.
 
     ``retransmitted`` overrides the camera's own flag (the bridge also marks reads that
@@ -63,6 +63,16 @@ def plate_payload(
         "images": images,
         **(extra or {}),
     }
+    return doc
+
+
+def plate_payload(**fields: Any) -> bytes:
+    """:func:`plate_doc` as the JSON published on ``<prefix>/<camera>/plate``."""
+    return dumps(plate_doc(**fields))
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """Compact JSON, UTF-8 (camera text stays readable)."""
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -47,7 +47,7 @@ from hik2mqtt.gate import Decision, decide
 from hik2mqtt.images import picture_path, safe_file_part
 from hik2mqtt.logsafe import escape
 from hik2mqtt.numbers import OUTPUT_ID, read_number
-from hik2mqtt.payloads import plate_payload, read_age, result_payload
+from hik2mqtt.payloads import dumps, plate_doc, read_age, result_payload
 from hik2mqtt.plates import Duplicates, Lists, Match, normalize
 from hik2mqtt.reads import EventArrived, PictureArrived, ReadArrived
 from hik2mqtt.topics import OFFLINE, ONLINE, Topics
@@ -240,7 +240,7 @@ class Recorded:
     rule's decision when the rule is on)."""
 
     camera: str
-    payload: bytes = field(repr=False)
+    doc: dict[str, Any] = field(repr=False)  # the read's JSON, as a dict (do not change it)
     gate: dict[str, Any] | None
 
 
@@ -422,7 +422,7 @@ class Pipeline:
         # A retransmitted read is history: it neither is a duplicate nor makes the next live
         # read of the same plate one.
         duplicate = not retransmitted and self.duplicates.check(camera, normalized)
-        payload = plate_payload(
+        doc = plate_doc(
             camera=camera,
             read=read,
             source=item.source,
@@ -437,6 +437,7 @@ class Pipeline:
                 "bridge": self.topics.bridge_id,
             },
         )
+        payload = dumps(doc)
         effects.append(
             Log(
                 logging.INFO,
@@ -477,7 +478,7 @@ class Pipeline:
             match=match,
             effects=effects,
         )
-        effects.append(Recorded(camera, payload, gate))
+        effects.append(Recorded(camera, doc, gate))
         return effects
 
     def _gate(
