@@ -61,8 +61,9 @@ def start_bridge_of(
         HIK2MQTT_CAMERAS__CAM__PORT=str(sim.port),
         HIK2MQTT_CAMERAS__CAM__PASSWORD=sim.password,
         HIK2MQTT_CAMERAS__CAM__IDLE_TIMEOUT="300",
-        HIK2MQTT_WEB__PORT="0",
     )
+    if (root / "hik2mqtt" / "web").is_dir():  # a checkout with the page: off unless asked
+        env["HIK2MQTT_WEB__PORT"] = "0"
     env.update(extra or {})
     proc = Proc.__new__(Proc)
     proc.popen = subprocess.Popen(

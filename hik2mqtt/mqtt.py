@@ -22,6 +22,7 @@ it is back; paho reconnects by itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -115,6 +116,12 @@ class Props:
         if self.correlation_data is not None:
             properties.CorrelationData = self.correlation_data
         return properties
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_properties(props: Props) -> Properties | None:
+    """paho's PUBLISH properties for ``props``, built once (paho only reads them)."""
+    return props.to_paho()
 
 
 def expiring(content_type: str, expiry: int, **user: str | None) -> Props:
@@ -293,9 +300,12 @@ class MqttLink:
         ``props`` go out under MQTT 5 and are dropped under 3.1.1.
         """
         client = self._client
-        properties = (
-            props.to_paho() if props is not None and client.protocol == paho.MQTTv5 else None
-        )
+        properties = None
+        if props is not None and client.protocol == paho.MQTTv5:
+            # The same few property sets (content types, expiry) recur on every message:
+            # built once each; a read's own (its event_id) is built for it.
+            shared = not props.user_properties and props.correlation_data is None
+            properties = _shared_properties(props) if shared else props.to_paho()
         info = client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             log.warning(
