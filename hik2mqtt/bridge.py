@@ -21,21 +21,20 @@ from dataclasses import dataclass
 
 from hik2mqtt.camera import DRAIN_ON_STOP, AuthGate, CameraClient, StreamFetcher
 from hik2mqtt.commands import CommandRunner
-from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.config import Settings
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.metrics import Metrics, MetricsListener
 from hik2mqtt.mqtt import JSON, MqttLink, expiring
 from hik2mqtt.outbox import Outbox
-from hik2mqtt.page import PageBackend
+from hik2mqtt.page import attach_page
 from hik2mqtt.pipeline import Connected, ListsIn, MessageIn, Pipeline, StatusIn
 from hik2mqtt.plates import ListsFile
 from hik2mqtt.poll import PollFetcher
 from hik2mqtt.push import PushCamera, PushListener
 from hik2mqtt.runtime import CameraHandle, Runtime
-from hik2mqtt.spool import CursorStore, MemorySpool, Spool, SqliteSpool
+from hik2mqtt.spool import CursorStore, open_spool
 from hik2mqtt.supervise import start_thread
 from hik2mqtt.topics import OFFLINE, Topics
-from hik2mqtt.web import WebService
 from hik2mqtt.worker import CameraWorker, Fetcher
 
 log = logging.getLogger(__name__)
@@ -74,11 +73,7 @@ class Bridge:
             ),
             on_published=lambda mid: self.outbox.on_published(mid),  # noqa: PLW0108 - made below
         )
-        spool: Spool = (
-            SqliteSpool(settings.spool_dir, max_rows=settings.spool_max_reads)
-            if settings.spool_dir is not None
-            else MemorySpool(max_rows=settings.spool_max_reads)
-        )
+        spool = open_spool(settings.spool_dir, max_rows=settings.spool_max_reads)
         expiry = settings.mqtt.read_expiry
         self.outbox = Outbox(
             link=self.link, spool=spool, restored=expiring(JSON, 1) if expiry else None
@@ -93,7 +88,7 @@ class Bridge:
                 name=name,
                 settings=cam,
                 auth=AuthGate(),
-                new_client=_client_maker(new_client, name, cam),
+                new_client=functools.partial(new_client, name=name, settings=cam),
                 commands=queue.Queue(),
             )
             for name, cam in settings.cameras.items()
@@ -111,16 +106,7 @@ class Bridge:
             read_expiry=expiry,
         )
         self.runtime.submit(ListsIn(self.runtime.lists.lists))
-        # The web page: one more consumer of the pipeline's effects (None when off).
-        self.page = PageBackend(settings=settings, runtime=self.runtime)
-        self.web = WebService.from_settings(settings, self.page)
-        if self.web is not None:
-            self.page.service = self.web
-            self.runtime.observers.append(self.page.observe)
-            web = self.web
-            self.runtime.extra_problems.append(
-                lambda: None if web.alive else "the web page's server has stopped"
-            )
+        self.web = attach_page(settings, self.runtime)  # None when the page is off
         self.cameras = {name: self._camera(handle) for name, handle in handles.items()}
         push = {
             name: PushCamera(
@@ -153,17 +139,11 @@ class Bridge:
             else None
         )
 
-    def _status_callback(self, name: str, *, online: bool) -> Callable[[], None]:
-        def report() -> None:
-            self.runtime.submit(StatusIn(name, online))
+    def _status_callback(self, name: str, *, online: bool) -> Callable[[], object]:
+        return functools.partial(self._status_of(name), online)
 
-        return report
-
-    def _status_of(self, name: str) -> Callable[[bool], None]:
-        def report(online: bool) -> None:
-            self.runtime.submit(StatusIn(name, online))
-
-        return report
+    def _status_of(self, name: str) -> Callable[[bool], object]:
+        return lambda online: self.runtime.submit(StatusIn(name, online))
 
     def _camera(self, handle: CameraHandle) -> Camera:
         name, settings = handle.name, handle.settings
@@ -216,10 +196,9 @@ class Bridge:
         self._threads.append(
             start_thread(self.runtime.run_control, name="control", stop=self._stop)
         )
-        if self.listener is not None:
-            self.listener.start()
-        if self.metrics_listener is not None:
-            self.metrics_listener.start()
+        for server in (self.listener, self.metrics_listener):
+            if server is not None:
+                server.start()
         for name, camera in self.cameras.items():
             if camera.worker is not None:
                 camera.worker.thread = start_thread(
@@ -236,12 +215,9 @@ class Bridge:
         deadline = time.monotonic() + timeout
         self._stop.set()
         self.runtime.wake()
-        if self.listener is not None:
-            self.listener.stop()
-        if self.metrics_listener is not None:
-            self.metrics_listener.stop()
-        if self.web is not None:
-            self.web.stop()
+        for server in (self.listener, self.metrics_listener, self.web):
+            if server is not None:
+                server.stop()
         workers = [c.worker for c in self.cameras.values() if c.worker is not None]
         for worker in workers:
             worker.begin_stop()
@@ -266,9 +242,3 @@ class Bridge:
         self.link.stop(final, timeout=max(0.3, min(1.0, deadline - time.monotonic())))
         self.outbox.close()
         log.info("hik2mqtt stopped")
-
-
-def _client_maker(
-    new_client: ClientFactory, name: str, settings: CameraSettings
-) -> Callable[[], CameraClient]:
-    return lambda: new_client(name=name, settings=settings)

@@ -97,3 +97,18 @@ class PageBackend:
 
     def reload_lists(self) -> bool:
         return self.runtime.reload_lists()
+
+
+def attach_page(settings: Settings, runtime: Runtime) -> WebService | None:
+    """The web page for ``settings`` fed by ``runtime`` (None when the page is off): it sees
+    every published read and picture, and its health counts in the bridge's."""
+    page = PageBackend(settings=settings, runtime=runtime)
+    web = WebService.from_settings(settings, page)
+    if web is None:
+        return None
+    page.service = web
+    runtime.observers.append(page.observe)
+    runtime.extra_problems.append(
+        lambda: None if web.alive else "the web page's server has stopped"
+    )
+    return web

@@ -50,7 +50,7 @@ class PushCamera:
     name: str
     settings: CameraSettings
     sink: Callable[[Output], None]
-    on_seen: Callable[[], None]
+    on_seen: Callable[[], object]
     addresses: frozenset[str] = frozenset()
 
     def resolve(self) -> None:

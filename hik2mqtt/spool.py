@@ -31,6 +31,13 @@ class Spool(Protocol):
     def close(self) -> None: ...
 
 
+def open_spool(folder: Path | None, *, max_rows: int) -> Spool:
+    """The spool in ``folder`` (sqlite, survives restarts), or in memory without one."""
+    if folder is None:
+        return MemorySpool(max_rows=max_rows)
+    return SqliteSpool(folder, max_rows=max_rows)
+
+
 class MemorySpool:
     """A bounded in-memory spool (lost with the process)."""
 

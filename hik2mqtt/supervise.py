@@ -23,7 +23,7 @@ def supervise(
     *,
     name: str,
     stop: threading.Event,
-    on_crash: Callable[[], None] = lambda: None,
+    on_crash: Callable[[], object] = lambda: None,
     backoff: Callable[[int], float] = reconnect_delay,
 ) -> Callable[[], None]:
     """A thread target that runs ``work`` until it returns, restarting it after a crash."""
@@ -60,7 +60,7 @@ def start_thread(
     *,
     name: str,
     stop: threading.Event,
-    on_crash: Callable[[], None] = lambda: None,
+    on_crash: Callable[[], object] = lambda: None,
     backoff: Callable[[int], float] = reconnect_delay,
 ) -> threading.Thread:
     """Start a daemon thread running ``work`` under :func:`supervise`."""

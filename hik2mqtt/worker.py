@@ -71,7 +71,7 @@ class CameraWorker:
         name: str,
         fetcher: Fetcher,
         deliver: Deliver,
-        on_status: Callable[[bool], None],
+        on_status: Callable[[bool], object],
         stop: threading.Event,
         auth: AuthGate,
         reconnect: Callable[[int], float] = reconnect_delay,
