@@ -376,7 +376,9 @@ def bench_parser(reads: int) -> None:
             f" {mb:.0f} MB, {framing})\n"
         )
         print(
-            row("piece size", "hik2mqtt MB/s (median of 5)", "reference MB/s (median of 5)", "ratio")
+            row(
+                "piece size", "hik2mqtt MB/s (median of 5)", "reference MB/s (median of 5)", "ratio"
+            )
         )
         print(row("---", "---", "---", "---"))
         for piece in (64 * 1024, 1024, 64):
