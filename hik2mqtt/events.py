@@ -261,16 +261,13 @@ def _text(node: Any, key: str) -> str | None:
     return clean_text(value) or None
 
 
-def _number(node: Any, key: str, bounds: tuple[int, int]) -> int | None:
-    """A number within ``bounds`` (ASCII digits, or a JSON integer), else None."""
+def _int(node: Any, key: str, bounds: tuple[int, int]) -> int | None:
+    """A number child: ASCII digits (or a JSON integer) within ``bounds``
+    (:func:`read_number`), else None."""
     if type(node) is not dict:
         return None
     value = node.get(key)
-    if type(value) is int:
-        return read_number(value, bounds)
-    if type(value) is not str:
-        return None
-    return read_number(value, bounds)
+    return read_number(value, bounds) if type(value) in (int, str) else None
 
 
 def _bool(node: Any, key: str) -> bool:
@@ -320,9 +317,9 @@ def _decode_alert(alert: dict[str, Any]) -> Event:
         or (kind == "other" and (description or "").lower() == "heartbeat")
     ):
         return Heartbeat(event_type=event_type)
-    channel = _number(alert, "channelID", CHANNEL)
+    channel = _int(alert, "channelID", CHANNEL)
     if channel is None:
-        channel = _number(alert, "dynChannelID", CHANNEL)
+        channel = _int(alert, "dynChannelID", CHANNEL)
     anpr = alert.get("ANPR")
     if kind == "anpr" and isinstance(anpr, Mapping):
         return _decode_anpr(alert, anpr, channel)
@@ -340,7 +337,7 @@ def _decode_alert(alert: dict[str, Any]) -> Event:
 def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | None) -> PlateRead:
     raw_plate = _text(anpr, "licensePlate")
     plate = None if (raw_plate or "").lower() in NO_PLATE else raw_plate
-    confidence = _number(anpr, "confidenceLevel", CONFIDENCE)
+    confidence = _int(anpr, "confidenceLevel", CONFIDENCE)
     info = anpr.get("vehicleInfo")
     vehicle = Vehicle(
         type=_text(anpr, "vehicleType") or _text(info, "vehicleType"),
@@ -364,7 +361,7 @@ def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | 
         direction=_text(anpr, "direction"),
         country=_text(anpr, "country") or _text(anpr, "countryAbbreviation"),
         channel=channel,
-        lane=_number(anpr, "line", LANE),
+        lane=_int(anpr, "line", LANE),
         event_id=_text(alert, "UUID"),
         vehicle=vehicle,
         list_name=_text(anpr, "vehicleListName") or _text(anpr, "listType"),
@@ -378,7 +375,7 @@ def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | 
 class PolledPlate:
     """One entry of a traffic camera's plate list (``vehicleDetect/plates``)."""
 
-    pic_name: str  # ASCII digits as sent (numbers.PIC_NAME: up to 19); larger is newer
+    pic_name: str  # ASCII digits within numbers.PIC_NAME; larger is newer
     read: PlateRead
 
 
@@ -408,6 +405,7 @@ def decode_plates(body: bytes) -> list[PolledPlate]:
     out: dict[str, PolledPlate] = {}
     for entry in entries if isinstance(entries, list) else []:
         pic_name = _text(entry, "picName")
+        # str.isdigit() passes "²", which int() refuses, and int() refuses 5,000 digits.
         if pic_name is None or read_number(pic_name, PIC_NAME) is None:
             continue
         raw = _text(entry, "plateNumber")
@@ -419,7 +417,7 @@ def decode_plates(body: bytes) -> list[PolledPlate]:
             direction=_text(entry, "direction"),
             country=_text(entry, "country"),
             channel=None,
-            lane=_number(entry, "laneNo", LANE),
+            lane=_int(entry, "laneNo", LANE),
             event_id=pic_name,
             vehicle=Vehicle(),
             list_name=_text(entry, "matchingResult"),
