@@ -485,8 +485,10 @@ class MultipartParser:
             return
         digits = length.strip(" \t")
         if digits.isascii() and digits.isdigit():  # a length, but over the limit
-            shown = digits if len(digits) <= 20 else f"a {len(digits)}-digit number"
-            raise ProtocolError(f"part of {shown} bytes is over the limit of {self.max_part_size}")
+            shown = f"{digits} bytes" if len(digits) <= 20 else f"{len(digits)} digits"
+            raise ProtocolError(
+                f"part length of {shown} is over the limit of {self.max_part_size} bytes"
+            )
         # Anything else (negative, junk, "²") is treated as absent: the part is framed
         # by its content or by the next delimiter line.
 
