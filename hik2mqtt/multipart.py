@@ -59,6 +59,10 @@ _UNQUOTED_VALUE = re.compile(r"[^;\s]*")
 _JSON_SPECIAL = re.compile(rb'[{}"\\]')
 _NON_SPACE = re.compile(rb"\S")
 _TAG_SPECIAL = re.compile(rb"[>\"']")
+# The next markup in XML text: "<", an optional "/", one character that can start a name
+# (or "!"/"?"), then a run up to ">" or a quote. Each part is a single character class
+# with at most one way to match, so a search is linear: it cannot backtrack.
+_MARKUP = re.compile(rb"<(/?)([^\s<>/])([^>\"']*)(>?)")
 _DELIMITER_LINE_END = frozenset(b"\r\n- \t")  # what may follow "--boundary" on its line
 
 
@@ -150,7 +154,8 @@ class _Xml(Enum):
     DECL = auto()  # inside <!DOCTYPE ...> or another declaration
 
 
-_NOT_A_TAG = frozenset(b" \t\r\n<>")  # after "<": not markup, just a stray "<"
+_NOT_A_TAG = frozenset(b" \t\r\n<>")
+_BANG_OR_PI = frozenset(b"!?")  # after "<": not markup, just a stray "<"
 _ENDS = {_Xml.COMMENT: b"-->", _Xml.CDATA: b"]]>", _Xml.PI: b"?>", _Xml.DECL: b">"}
 
 
@@ -179,12 +184,37 @@ class _XmlEnd:
         state = self.state
         while pos < stop:
             if state is _Xml.TEXT:
-                pos = buf.find(b"<", pos, stop)
-                if pos < 0:
-                    pos = stop
+                # Tags one after another, at the regex engine's speed: leaves the loop
+                # at a comment/PI/declaration, a tag not complete here, or the end.
+                depth = self.depth
+                for match in _MARKUP.finditer(buf, pos, stop):
+                    start = match.start(2)
+                    if match.group(1):  # an end tag
+                        if not match.group(4):
+                            state, self.closing, self.tag_start = _Xml.TAG, True, start
+                            pos = match.end()
+                            break
+                        depth -= 1
+                    elif buf[start] in _BANG_OR_PI:
+                        state, pos = _Xml.OPEN, start
+                        break
+                    else:
+                        pos = match.end()
+                        if not match.group(4):  # goes on: a quote, or not here yet
+                            state, self.closing, self.tag_start = _Xml.TAG, False, start
+                            break
+                        if pos - 2 <= start or buf[pos - 2] != 0x2F:  # not "<.../>"
+                            depth += 1
+                    if depth <= 0:
+                        self.pos, self.state, self.depth = match.end(), state, depth
+                        return match.end()
+                else:
+                    # Keep a "<" or "</" at the very end: the next byte decides.
+                    last = buf.find(b"<", max(pos, stop - 2), stop)
+                    pos = stop if last < 0 else last
+                    self.depth = depth
                     break
-                pos += 1
-                state = _Xml.OPEN
+                self.depth = depth
             elif state is _Xml.OPEN:
                 char = buf[pos]
                 if char == 0x2F:  # "</"
@@ -213,11 +243,11 @@ class _XmlEnd:
                 else:
                     state = _Xml.DECL
             elif state is _Xml.TAG:
-                match = _TAG_SPECIAL.search(buf, pos, stop)
-                if match is None:
+                special = _TAG_SPECIAL.search(buf, pos, stop)
+                if special is None:
                     pos = stop
                     break
-                pos = match.end()
+                pos = special.end()
                 char = buf[pos - 1]
                 if char != 0x3E:  # a quote opens an attribute value
                     state, self.quote = _Xml.QUOTE, char
@@ -281,7 +311,7 @@ class MultipartParser:
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
         self._garbage = 0  # bytes of non-blank lines skipped since the last delimiter line
-        self._opened: float | None = None  # clock() when the current part's delimiter came
+        self._deadline: float | None = None  # clock() by which the current part must be done
         self._framing = _Framing.UNDECIDED
         self._length = 0
         self._lscan = 0  # where the search for the end of the current line resumes
@@ -304,8 +334,13 @@ class MultipartParser:
 
     def feed(self, data: bytes) -> list[Part]:
         """Add bytes and return every part they complete."""
-        self.receive_data(data)
-        parts = []
+        if self._state is _State.BROKEN:
+            raise ProtocolError("the stream already broke a limit; open a new one")
+        self._buf += data
+        part = self.next_part()
+        if part is None:
+            return []
+        parts = [part]
         while (part := self.next_part()) is not None:
             parts.append(part)
         return parts
@@ -322,6 +357,14 @@ class MultipartParser:
         Raises :class:`ProtocolError` when a limit is passed, including a part that has
         been incomplete for longer than ``max_part_seconds``.
         """
+        if (  # the common case of a long part arriving: nothing to do yet
+            self._state is _State.BODY
+            and self._framing is _Framing.LENGTH
+            and len(self._buf) < self._length
+        ):
+            if self._deadline is not None and self._clock() > self._deadline:
+                self.check_deadline()
+            return None
         try:
             while True:
                 if self._state is _State.PREAMBLE:
@@ -329,12 +372,17 @@ class MultipartParser:
                         return None
                 elif self._state is _State.HEADERS:
                     if not self._read_headers():
-                        self._check_deadline(None)
+                        if self._deadline is not None and self._clock() > self._deadline:
+                            self._late(None)
                         return None
                 elif self._state is _State.BODY:
                     part = self._read_body()
-                    if part is None:
-                        self._check_deadline(None)
+                    if (
+                        part is None
+                        and self._deadline is not None
+                        and self._clock() > self._deadline
+                    ):
+                        self._late(None)
                     return part
                 else:
                     raise ProtocolError("the stream already broke a limit; open a new one")
@@ -348,8 +396,11 @@ class MultipartParser:
         :meth:`next_part` checks this itself whenever bytes arrive; a caller whose stream
         went quiet may call it too (``now`` defaults to the parser's clock).
         """
+        if self._deadline is None:
+            return
         try:
-            self._check_deadline(now)
+            if (self._clock() if now is None else now) > self._deadline:
+                self._late(now)
         except ProtocolError:
             self._break()
             raise
@@ -379,17 +430,15 @@ class MultipartParser:
     def _break(self) -> None:
         self._state = _State.BROKEN
         self._buf = bytearray()
-        self._opened = None
+        self._deadline = None
 
-    def _check_deadline(self, now: float | None) -> None:
-        if self._opened is None or self.max_part_seconds is None:
-            return
-        elapsed = (self._clock() if now is None else now) - self._opened
-        if elapsed > self.max_part_seconds:
-            raise ProtocolError(
-                f"part still incomplete {elapsed:.0f} s after its delimiter line"
-                f" (limit {self.max_part_seconds:g} s, {len(self._buf)} bytes held)"
-            )
+    def _late(self, now: float | None) -> None:
+        limit = self.max_part_seconds or 0.0
+        elapsed = (self._clock() if now is None else now) - (self._deadline or 0.0) + limit
+        raise ProtocolError(
+            f"part still incomplete {elapsed:.0f} s after its delimiter line"
+            f" (limit {self.max_part_seconds:g} s, {len(self._buf)} bytes held)"
+        )
 
     def _find_newline(self) -> int:
         """Offset of the next LF in the buffer, or -1; resumes where the last search ended."""
@@ -436,7 +485,7 @@ class MultipartParser:
         self._header_bytes = 0
         self._garbage = 0
         if self.max_part_seconds is not None:
-            self._opened = self._clock()
+            self._deadline = self._clock() + self.max_part_seconds
 
     def _read_headers(self) -> bool:
         while True:
@@ -527,7 +576,7 @@ class MultipartParser:
         self._state = _State.PREAMBLE
         self._headers = {}
         self._lscan = 0
-        self._opened = None
+        self._deadline = None
         return part
 
     def _decide_framing(self) -> bool:

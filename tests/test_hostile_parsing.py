@@ -223,6 +223,54 @@ def test_xml_end_scan_ignores_markup_in_comments_cdata_pis_and_quotes() -> None:
     assert [p.body for p in parser.feed(body[-1:])] == [body]
 
 
+_NAMES = st.sampled_from(["a", "b", "hik:c", "EventNotificationAlert", "x-y.z"])
+_ATTR_TEXT = st.text(alphabet="ab />=&;'\"", max_size=8)
+_MISC = st.sampled_from(
+    ["", "text", "<!-- </a> > -->", "<![CDATA[ </a> <b> ]]>", "<?pi </a> ?>", " & ", "\n"]
+)
+
+
+@st.composite
+def xml_documents(draw: st.DrawFn, depth: int = 3) -> bytes:
+    """A well-formed element with attributes (quoted either way, holding `>` and `/`),
+    comments, CDATA, processing instructions and children."""
+    name = draw(_NAMES)
+    attrs = ""
+    for key in draw(st.lists(st.sampled_from(["k", "l", "m"]), unique=True, max_size=3)):
+        quote = draw(st.sampled_from(["'", '"']))
+        value = draw(_ATTR_TEXT).replace(quote, "").replace("&", "&amp;").replace("<", "")
+        attrs += f" {key}={quote}{value}{quote}"
+    space = draw(st.sampled_from(["", " ", "\n"]))
+    if depth == 0 or draw(st.booleans()):
+        if draw(st.booleans()):
+            return f"<{name}{attrs}{space}/>".encode()
+        return f"<{name}{attrs}{space}>{draw(_MISC).replace('&', '&amp;')}</{name}>".encode()
+    inner = b"".join(
+        draw(st.lists(st.one_of(xml_documents(depth - 1), _MISC.map(str.encode)), max_size=4))
+    )
+    return f"<{name}{attrs}{space}>".encode() + inner + f"</{name}{space}>".encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    xml_documents(), st.sampled_from([b"", b'<?xml version="1.0"?>\n', b"<!-- c -->"]), st.data()
+)
+def test_xml_end_scan_finds_the_end_of_any_well_formed_document(
+    doc: bytes, prolog: bytes, data: st.DataObject
+) -> None:
+    """For any well-formed document (attributes holding `>` and `/`, comments, CDATA, PIs
+    holding end tags), in any split, the part ends exactly where its root element closes."""
+    body = prolog + doc.replace(b"hik:c", b"c")
+    parser = MultipartParser("boundary")
+    stream = XML_HEAD + body + b"\r\n--boundary\r\n"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    parts: list[Part] = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        parts += parser.feed(stream[start:end])
+    assert [p.body for p in parts] == [body]
+    assert parser.feed(b"") == []
+
+
 # -- bounded in bytes and in time ----------------------------------------------------------
 
 
