@@ -602,30 +602,24 @@ class MultipartParser:
         """Where the body ends if the next delimiter line ends it: (end, consumed).
 
         Resumes where the previous call stopped, so a long body fed in small pieces is
-        scanned once, not once per piece.
+        scanned once, not once per piece. (A body always follows a delimiter line, so
+        the delimiter in use is known here.)
         """
-        delimiters = [self._delimiter] if self._delimiter else self._candidates
-        longest = max(len(d) for d in delimiters) + 3
-        start = max(0, self._dscan - longest)
-        best: tuple[int | None, int] = (None, 0)
-        undecided = -1
-        for delimiter in delimiters:
-            pos = start
-            while (idx := self._buf.find(b"\n" + delimiter, pos)) >= 0:
-                after = idx + 1 + len(delimiter)
-                if after >= len(self._buf):
-                    # Can't tell yet whether the line is a delimiter: look here again.
-                    undecided = idx if undecided < 0 else min(undecided, idx)
-                    break
-                if self._buf[after] in _DELIMITER_LINE_END:
-                    end = idx - 1 if idx > 0 and self._buf[idx - 1] == 0x0D else idx
-                    if best[0] is None or end < best[0]:
-                        best = (end, idx + 1)
-                    break
-                pos = idx + 1
-        if best[0] is None:
-            self._dscan = len(self._buf) if undecided < 0 else undecided + longest
-        return best
+        buf = self._buf
+        needle = b"\n" + (self._delimiter or self._candidates[-1])
+        pos = max(0, self._dscan - len(needle) - 2)
+        while (idx := buf.find(needle, pos)) >= 0:
+            after = idx + len(needle)
+            if after >= len(buf):
+                # Can't tell yet whether the line is a delimiter: look here again.
+                self._dscan = idx + len(needle) + 2
+                return None, 0
+            if buf[after] in _DELIMITER_LINE_END:
+                end = idx - 1 if idx > 0 and buf[idx - 1] == 0x0D else idx
+                return end, idx + 1
+            pos = idx + 1
+        self._dscan = len(buf)
+        return None, 0
 
     def _scan_json(self, limit: int | None) -> int | None:
         """End offset of the outer JSON object once it has closed, else None."""
