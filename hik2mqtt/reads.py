@@ -165,7 +165,8 @@ class ReadAssembler:
     def _picture(self, part: Part) -> Output:
         current = self._current
         if current is None:
-            return Skipped(f"picture {part.name!r} ({len(part.body)} bytes) with no read before it")
+            shown = repr(part.name[:60]) if part.name else "without a name"
+            return Skipped(f"picture {shown} ({len(part.body)} bytes) with no read before it")
         self._pictures += 1
         if self._pictures > MAX_PICTURES_PER_READ:
             reason = f"pictures past {MAX_PICTURES_PER_READ} for one read"
