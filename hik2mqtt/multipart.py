@@ -154,8 +154,8 @@ class _Xml(Enum):
     DECL = auto()  # inside <!DOCTYPE ...> or another declaration
 
 
-_NOT_A_TAG = frozenset(b" \t\r\n<>")
-_BANG_OR_PI = frozenset(b"!?")  # after "<": not markup, just a stray "<"
+_NOT_A_TAG = frozenset(b" \t\r\n<>")  # after "<": not markup, just a stray "<"
+_BANG_OR_PI = frozenset(b"!?")
 _ENDS = {_Xml.COMMENT: b"-->", _Xml.CDATA: b"]]>", _Xml.PI: b"?>", _Xml.DECL: b">"}
 
 
@@ -190,9 +190,9 @@ class _XmlEnd:
                 for match in _MARKUP.finditer(buf, pos, stop):
                     start = match.start(2)
                     if match.group(1):  # an end tag
+                        pos = match.end()
                         if not match.group(4):
                             state, self.closing, self.tag_start = _Xml.TAG, True, start
-                            pos = match.end()
                             break
                         depth -= 1
                     elif buf[start] in _BANG_OR_PI:
@@ -206,8 +206,8 @@ class _XmlEnd:
                         if pos - 2 <= start or buf[pos - 2] != 0x2F:  # not "<.../>"
                             depth += 1
                     if depth <= 0:
-                        self.pos, self.state, self.depth = match.end(), state, depth
-                        return match.end()
+                        self.pos, self.state, self.depth = pos, state, depth
+                        return pos
                 else:
                     # Keep a "<" or "</" at the very end: the next byte decides.
                     last = buf.find(b"<", max(pos, stop - 2), stop)
