@@ -4,6 +4,16 @@ Nothing past :func:`decode` touches raw dicts. Element names are matched by thei
 local name: cameras use several XML namespaces (hikvision.com ver10/ver20, isapi.org,
 std-cgi.com, psialliance) and some prefix their tags. XML with a DTD or entity
 declarations is refused, so no entity is ever expanded.
+
+Everything here is camera input, so every decode failure is a :class:`DecodeError` with a
+reason (never another exception), and what is decoded is bounded: event documents over
+``MAX_DOCUMENT_BYTES``, XML deeper than ``MAX_XML_DEPTH`` or with more than
+``MAX_XML_MARKUP`` tags, JSON nested too deep, and numbers too long for ``int()``
+are refused; numbers go through :func:`hik2mqtt.numbers.read_number` with a range per
+field; times with a year outside ``numbers.YEAR`` are absent; text fields are capped at
+``MAX_TEXT`` characters with control characters and lone surrogates replaced, so they
+always encode to UTF-8 JSON; at most ``MAX_PICTURES_PER_READ`` pictures are kept per
+read, and picture kinds come from a fixed set (:data:`PICTURE_KIND_NAMES`).
 """
 
 from __future__ import annotations
@@ -12,12 +22,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
 from hik2mqtt.errors import DecodeError
-from hik2mqtt.numbers import CHANNEL, CONFIDENCE, LANE, PIC_NAME, read_number
+from hik2mqtt.numbers import CHANNEL, CONFIDENCE, LANE, PIC_NAME, YEAR, read_number
 
 # Camera picture types and the kind (topic level / file name part) we publish them as.
 PICTURE_KINDS = {
@@ -25,23 +35,46 @@ PICTURE_KINDS = {
     "vehiclePicture": "vehicle",
     "detectionPicture": "scene",
 }
+# Every kind a picture can have: a camera's own names never become topics, so the
+# distinct ``image/<kind>`` topics of a camera are bounded (see reads.unique_kinds).
+OTHER_PICTURE_KIND = "picture"
+PICTURE_KIND_NAMES = (*PICTURE_KINDS.values(), OTHER_PICTURE_KIND)
 # What cameras write where no plate was read.
 NO_PLATE = {"", "unknown", "--", "none", "null", "n/a", "noplate", "无车牌"}
 MAX_XML_DEPTH = 32  # events are 5 levels deep; deeper is garbage or an attack
-_UNSAFE_LEVEL = re.compile(r"[^A-Za-z0-9_-]+")
+MAX_XML_MARKUP = 100_000  # "<" per document: an event has ~80; a plate list ~20 per plate
+MAX_DOCUMENT_BYTES = 1024 * 1024  # events are a few kB; larger is refused unread
+MAX_TEXT = 256  # characters kept of any text field
+MAX_PICTURES_PER_READ = 16  # pictures announced (and published) per read; cameras send 1-3
+# Characters that must not reach a payload or a log: C0/C1 controls, lone surrogates,
+# and the Unicode line and paragraph separators. One character class: no backtracking.
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SPACES = frozenset("\t\n\r\x0b\x0c\u2028\u2029")
 
 
 def picture_kind(picture_type: str | None) -> str:
-    """The published kind of a camera picture type: plate, vehicle, scene, or its own name."""
+    """The published kind of a camera picture type: plate, vehicle, scene, else picture.
+
+    A ``.jpg`` file name counts as its stem. Any other name becomes ``picture``: names
+    chosen by a camera never become topics of their own.
+    """
     if not picture_type:
-        return "picture"
-    if picture_type in PICTURE_KINDS:
-        return PICTURE_KINDS[picture_type]
-    stem = picture_type.rsplit(".", 1)[0] if picture_type.lower().endswith(".jpg") else picture_type
-    if stem in PICTURE_KINDS:
-        return PICTURE_KINDS[stem]
-    safe = _UNSAFE_LEVEL.sub("_", stem).strip("_")[:40]
-    return safe or "picture"
+        return OTHER_PICTURE_KIND
+    kind = PICTURE_KINDS.get(picture_type)
+    if kind is None and picture_type[-4:].lower() == ".jpg":
+        kind = PICTURE_KINDS.get(picture_type[:-4])
+    return kind or OTHER_PICTURE_KIND
+
+
+def clean_text(text: str) -> str:
+    """Camera text made safe to publish: at most ``MAX_TEXT`` characters, stripped, with
+    line breaks and tabs as spaces and other control characters or lone surrogates as
+    U+FFFD, so that it always encodes to UTF-8 and can't break a line."""
+    text = text.strip()[:MAX_TEXT]
+    if _UNSAFE_TEXT.search(text) is not None:
+        text = _UNSAFE_TEXT.sub(lambda m: " " if m.group() in _SPACES else "\ufffd", text)
+        text = text.strip()
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +139,7 @@ Event = PlateRead | Heartbeat | OtherEvent
 
 def decode(body: bytes, content_type: str = "") -> Event:
     """Decode one event part; raise :class:`DecodeError` when it is not a valid event."""
+    _check_size(body)
     stripped = body.lstrip()
     if "json" in content_type or stripped[:1] == b"{":
         alert = _load_json(body)
@@ -114,16 +148,29 @@ def decode(body: bytes, content_type: str = "") -> Event:
     return _decode_alert(alert)
 
 
+def _check_size(body: bytes) -> None:
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise DecodeError(
+            f"document of {len(body)} bytes is over the limit of {MAX_DOCUMENT_BYTES}"
+        )
+
+
 def parse_xml(body: bytes) -> tuple[str, dict[str, Any]]:
     """Parse XML into (root local name, dict of children keyed by local names).
 
     ElementTree's C parser does the work (about 2.5 times faster than xmltodict here,
     see docs/PERFORMANCE.md). Documents with a DTD or entity declarations are refused
     before parsing, so no entity is ever expanded; UTF-16/32 (which would hide such a
-    declaration from that check) is refused too: cameras send UTF-8.
+    declaration from that check) is refused too: cameras send UTF-8. A document over
+    ``MAX_DOCUMENT_BYTES`` or with more than ``MAX_XML_MARKUP`` tags is refused before
+    parsing (so a hostile one never builds a large or deep tree), and one deeper than
+    ``MAX_XML_DEPTH`` while it is turned into dicts.
     """
+    _check_size(body)
     if b"\x00" in body or b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise DecodeError("invalid XML: DTDs, entity declarations and UTF-16/32 are refused")
+    if body.count(b"<") > MAX_XML_MARKUP:  # C speed; bounds elements, depth and memory
+        raise DecodeError(f"XML with more than {MAX_XML_MARKUP} tags")
     try:
         root = ElementTree.fromstring(body)  # noqa: S314 - DTDs refused just above
     except ElementTree.ParseError as exc:
@@ -171,15 +218,29 @@ def _element_dict(element: ElementTree.Element, depth: int) -> dict[str, Any] | 
 def _load_xml(body: bytes) -> dict[str, Any]:
     root, alert = parse_xml(body)
     if root != "EventNotificationAlert":
-        raise DecodeError(f"XML root is {root!r}, not EventNotificationAlert")
+        raise DecodeError(f"XML root is {clean_text(root)[:40]!r}, not EventNotificationAlert")
     return alert
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _load_json(body: bytes) -> dict[str, Any]:
+    """A JSON event: strict UTF-8 (a BOM is allowed), no NaN/Infinity, refused cleanly
+    when nested too deep for the parser or holding a number too long for ``int()``."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    try:
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from exc
+    except ValueError as exc:  # a number over int()'s digit limit, NaN, Infinity
+        raise DecodeError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DecodeError("invalid JSON: nested too deep") from exc
     if isinstance(doc, dict) and isinstance(doc.get("EventNotificationAlert"), dict):
         doc = doc["EventNotificationAlert"]
     if not isinstance(doc, dict) or "eventType" not in doc:
@@ -188,19 +249,25 @@ def _load_json(body: bytes) -> dict[str, Any]:
 
 
 def _text(node: Any, key: str) -> str | None:
-    """The text of a child element (or JSON scalar), stripped; None when empty or absent."""
+    """The text of a child element (or JSON scalar), cleaned (see :func:`clean_text`);
+    None when empty or absent."""
     if type(node) is not dict:
         return None
     value = node.get(key)
     if value is None or type(value) in (dict, list):
         return None
-    text = (value if type(value) is str else str(value)).strip()
-    return text or None
+    if type(value) is not str:
+        value = str(value)  # a JSON number or boolean (json.loads bounds an int's digits)
+    return clean_text(value) or None
 
 
 def _int(node: Any, key: str, bounds: tuple[int, int]) -> int | None:
-    """A number child: ASCII digits within ``bounds`` (:func:`read_number`), else None."""
-    return read_number(_text(node, key), bounds)
+    """A number child: ASCII digits (or a JSON integer) within ``bounds``
+    (:func:`read_number`), else None."""
+    if type(node) is not dict:
+        return None
+    value = node.get(key)
+    return read_number(value, bounds) if type(value) in (int, str) else None
 
 
 def _bool(node: Any, key: str) -> bool:
@@ -209,14 +276,32 @@ def _bool(node: Any, key: str) -> bool:
     return (_text(node, key) or "").lower() in ("true", "1", "yes")
 
 
+def sane_time(moment: datetime) -> str | None:
+    """ISO 8601 of a camera's time, or None when its year is outside ``numbers.YEAR`` or
+    it can't be turned into UTC or local time (so ``topics.read_age`` never overflows)."""
+    if read_number(moment.year, YEAR) is None:
+        return None
+    try:
+        if moment.tzinfo is None:
+            moment.astimezone()
+        else:
+            moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment.isoformat()
+
+
 def _time(node: Any, key: str) -> str | None:
+    """The camera's time as ISO 8601; None if absent or out of range; as sent (cleaned)
+    when it is not ISO 8601, rather than lose it."""
     text = _text(node, key)
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text).isoformat()
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        return text  # keep what the camera said rather than lose it
+        return text
+    return sane_time(moment)
 
 
 def _decode_alert(alert: dict[str, Any]) -> Event:
@@ -265,7 +350,7 @@ def _decode_anpr(alert: dict[str, Any], anpr: Mapping[str, Any], channel: int | 
         entries = [entries]
     pictures = tuple(
         PictureInfo(file_name=_text(entry, "fileName"), type=_text(entry, "type"))
-        for entry in (entries if isinstance(entries, list) else [])
+        for entry in (entries if isinstance(entries, list) else [])[:MAX_PICTURES_PER_READ]
         if isinstance(entry, Mapping)
     )
     return PlateRead(
@@ -295,14 +380,17 @@ class PolledPlate:
 
 
 def _capture_time(text: str | None) -> str | None:
-    """``20340109T094130+0400`` or ``20200424T1616270000`` -> ISO 8601 (else as sent)."""
+    """``20340109T094130+0400`` or ``20200424T1616270000`` -> ISO 8601 (else as sent).
+
+    None when its year is outside ``numbers.YEAR``."""
     if not text:
         return None
     for fmt, size in (("%Y%m%dT%H%M%S%z", None), ("%Y%m%dT%H%M%S", 15)):
         try:
-            return datetime.strptime(text if size is None else text[:size], fmt).isoformat()
+            moment = datetime.strptime(text if size is None else text[:size], fmt)
         except ValueError:
             continue
+        return sane_time(moment)
     return text
 
 
@@ -338,4 +426,4 @@ def decode_plates(body: bytes) -> list[PolledPlate]:
             pictures=(PictureInfo(file_name=f"{pic_name}.jpg", type="picture"),),
         )
         out[pic_name] = PolledPlate(pic_name, read)
-    return sorted(out.values(), key=lambda p: int(p.pic_name))
+    return sorted(out.values(), key=lambda p: int(p.pic_name))  # digits, checked above

@@ -3,17 +3,48 @@
 A read is handed on as soon as its XML/JSON part is complete; the pictures that follow
 are matched to its ``pictureInfoList`` by file name (``Content-ID``, or the
 Content-Disposition ``filename``/``name``), else by order.
+
+Bounded per read: at most ``MAX_PICTURES_PER_READ`` pictures (announced entries past it
+are dropped by the decoder; picture parts past it are dropped here, the first with a
+:class:`Skipped` reason and the rest as :class:`Dropped`, so one log line per read), and
+every kind is one of ``events.PICTURE_KIND_NAMES``, numbered ``_2`` to ``_16`` when a
+read has several of one kind: a camera has at most 4 x 16 distinct picture kinds.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from hik2mqtt.errors import DecodeError
-from hik2mqtt.events import Heartbeat, OtherEvent, PictureInfo, PlateRead, decode, picture_kind
+from hik2mqtt.events import (
+    MAX_PICTURES_PER_READ,
+    Heartbeat,
+    OtherEvent,
+    PictureInfo,
+    PlateRead,
+    decode,
+    picture_kind,
+)
 from hik2mqtt.multipart import Part
+
+__all__ = [
+    "MAX_PICTURES_PER_READ",
+    "Dropped",
+    "EventArrived",
+    "HeartbeatArrived",
+    "Output",
+    "PictureArrived",
+    "ReadArrived",
+    "ReadAssembler",
+    "Skipped",
+    "is_event_part",
+    "unique_kinds",
+]
+
+_LEADING_BYTE = re.compile(rb"\s*(\S)")  # two disjoint classes: cannot backtrack
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +79,15 @@ class Skipped:
     reason: str
 
 
-Output = ReadArrived | PictureArrived | EventArrived | HeartbeatArrived | Skipped
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A part dropped for a reason already given once by a :class:`Skipped` (a picture
+    past ``MAX_PICTURES_PER_READ``): count it if you like, don't log it again."""
+
+    reason: str
+
+
+Output = ReadArrived | PictureArrived | EventArrived | HeartbeatArrived | Skipped | Dropped
 
 
 def is_event_part(part: Part) -> bool:
@@ -57,17 +96,27 @@ def is_event_part(part: Part) -> bool:
         return True
     if ctype.startswith("image/") or ctype == "application/octet-stream":
         return False
-    return part.body.lstrip()[:1] in (b"<", b"{")
+    first = _LEADING_BYTE.match(part.body)
+    return first is not None and first.group(1) in (b"<", b"{")
 
 
 def unique_kinds(pictures: tuple[PictureInfo, ...]) -> tuple[str, ...]:
-    kinds: list[str] = []
-    for info in pictures:
-        kind, n = info.kind, 2
-        while kind in kinds:
-            kind, n = f"{info.kind}_{n}", n + 1
-        kinds.append(kind)
-    return tuple(kinds)
+    """The kind of each picture, numbered (``plate``, ``plate_2``...) where a read has
+    several of one kind. Linear: each picture takes the next free number of its kind."""
+    used: set[str] = set()
+    next_number: dict[str, int] = {}
+    return tuple(_next_kind(info.kind, used, next_number) for info in pictures)
+
+
+def _next_kind(base: str, used: set[str], next_number: dict[str, int]) -> str:
+    kind = base
+    if kind in used:
+        number = next_number.get(base, 2)
+        while (kind := f"{base}_{number}") in used:
+            number += 1
+        next_number[base] = number + 1
+    used.add(kind)
+    return kind
 
 
 def _same_name(part_name: str, info: PictureInfo) -> bool:
@@ -85,6 +134,9 @@ class ReadAssembler:
         self._clock = clock or (lambda: datetime.now().astimezone())
         self._current: ReadArrived | None = None
         self._unmatched: list[int] = []  # indexes into current read's pictures
+        self._pictures = 0  # picture parts seen for the current read
+        self._used: set[str] = set()  # kinds of the current read, announced or published
+        self._next_number: dict[str, int] = {}
 
     def handle(self, part: Part) -> Output:
         if is_event_part(part):
@@ -102,17 +154,25 @@ class ReadAssembler:
         if isinstance(event, OtherEvent):
             self._current = None
             return EventArrived(event)
-        arrived = ReadArrived(
-            read=event, received=self._clock(), kinds=unique_kinds(event.pictures)
-        )
+        kinds = unique_kinds(event.pictures)
+        self._used, self._next_number = set(kinds), {}
+        arrived = ReadArrived(read=event, received=self._clock(), kinds=kinds)
         self._current = arrived
         self._unmatched = list(range(len(event.pictures)))
+        self._pictures = 0
         return arrived
 
     def _picture(self, part: Part) -> Output:
         current = self._current
         if current is None:
-            return Skipped(f"picture {part.name!r} ({len(part.body)} bytes) with no read before it")
+            shown = repr(part.name[:60]) if part.name else "without a name"
+            return Skipped(f"picture {shown} ({len(part.body)} bytes) with no read before it")
+        self._pictures += 1
+        if self._pictures > MAX_PICTURES_PER_READ:
+            reason = f"pictures past {MAX_PICTURES_PER_READ} for one read"
+            if self._pictures == MAX_PICTURES_PER_READ + 1:
+                return Skipped(f"{reason}: this one ({len(part.body)} bytes) and any more")
+            return Dropped(reason)
         name = part.name
         pictures = current.read.pictures
         index = None
@@ -123,8 +183,6 @@ class ReadAssembler:
         if index is not None:
             self._unmatched.remove(index)
             kind = current.kinds[index]
-        else:  # more pictures than the read announced
-            kind = picture_kind(name)
-            if kind in current.kinds:
-                return Skipped(f"picture {name!r}: a second {kind} picture for one read")
+        else:  # more pictures than the read announced: a kind of its own
+            kind = _next_kind(picture_kind(name), self._used, self._next_number)
         return PictureArrived(read=current, kind=kind, name=name, data=part.body)

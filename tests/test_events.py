@@ -212,12 +212,14 @@ def test_entity_expansion_is_refused() -> None:
 
 
 def test_picture_kinds() -> None:
-    """Camera picture types map to plate, vehicle, scene, or a safe form of their own name."""
+    """Camera picture types map to plate, vehicle, scene; any other name is `picture`
+    (a camera's own names never become topics)."""
     assert picture_kind("licensePlatePicture") == "plate"
     assert picture_kind("vehiclePicture.jpg") == "vehicle"
     assert picture_kind("detectionPicture") == "scene"
-    assert picture_kind("farPicture") == "farPicture"
-    assert picture_kind("../../etc/#+x") == "etc_x"
+    assert picture_kind("detectionPicture.JPG") == "scene"
+    assert picture_kind("farPicture") == "picture"
+    assert picture_kind("../../etc/#+x") == "picture"
     assert picture_kind(None) == "picture"
 
 

@@ -81,3 +81,20 @@ def test_extra_picture_named_by_its_type() -> None:
     extra = assembler.handle(jpeg_part(b"2", **{"content-id": "detectionPicture.jpg"}))
     assert isinstance(extra, PictureArrived)
     assert extra.kind == "scene"
+
+
+def test_extra_pictures_of_one_kind_are_numbered_not_skipped() -> None:
+    """Pictures beyond those announced, with names that map to one kind, are published
+    as picture, picture_2... (a bounded set), not skipped one log line each."""
+    assembler = ReadAssembler()
+    assembler.handle(Part(XML, make_read("X", kinds=("licensePlatePicture",)).xml))
+    outputs = [
+        assembler.handle(jpeg_part(b"1")),
+        assembler.handle(jpeg_part(b"2", **{"content-id": "farPicture.jpg"})),
+        assembler.handle(jpeg_part(b"3", **{"content-id": "nearPicture.jpg"})),
+    ]
+    assert [o.kind for o in outputs if isinstance(o, PictureArrived)] == [
+        "plate",
+        "picture",
+        "picture_2",
+    ]
