@@ -15,11 +15,11 @@ def read_age(read: PlateRead, received: datetime) -> float | None:
         return None
     try:
         taken = datetime.fromisoformat(read.time)
-    except ValueError:
+        if taken.tzinfo is None:  # no zone: the camera's local time, taken as the bridge's
+            taken = taken.astimezone()
+        return round((received - taken).total_seconds(), 3)
+    except (ValueError, OverflowError, OSError):  # a time no clock can place
         return None
-    if taken.tzinfo is None:  # no zone: the camera's local time, taken as the bridge's
-        taken = taken.astimezone()
-    return round((received - taken).total_seconds(), 3)
 
 
 def plate_doc(

@@ -55,6 +55,7 @@ from hik2mqtt.topics import OFFLINE, ONLINE, Topics
 MAX_COMMAND_PAYLOAD = 1024
 COMMAND_QUEUE = 4  # commands waiting or running per camera; more are refused as busy
 MAX_PICTURE_TOPICS = 8  # distinct picture kinds (retained topics) per camera
+MAX_EVENT_TOPICS = 32  # distinct event types (topic levels) per camera
 REGISTRY_DELAY = 2.0  # after a connect: the retained registry has arrived by then
 MAX_OTHER_BRIDGE_TOPICS = 1000  # other bridges' retained topics remembered, at most
 MAX_REGISTRY_BYTES = 256 * 1024
@@ -287,6 +288,35 @@ Effect = (
 
 
 @dataclass
+class TopicLevels:
+    """The camera-chosen topic levels (picture kinds, event types) a camera has used: at
+    most ``limit``, so a camera cannot create retained topics (or memory) without end."""
+
+    limit: int
+    what: str
+    seen: set[str] = field(default_factory=set)
+    warned: bool = False
+
+    def allow(self, camera: str, level: str, effects: list[Effect]) -> bool:
+        if level in self.seen:
+            return True
+        if len(self.seen) < self.limit:
+            self.seen.add(level)
+            return True
+        if not self.warned:
+            self.warned = True
+            effects.append(
+                Log(
+                    logging.WARNING,
+                    "camera %s: sent more than %d %s; %s and any further new ones are not "
+                    "published",
+                    (camera, self.limit, self.what, loggable(level)),
+                )
+            )
+        return False
+
+
+@dataclass
 class CameraState:
     """What the pipeline remembers of one camera."""
 
@@ -296,8 +326,12 @@ class CameraState:
     commands: int = 0  # queued or running
     info_asked: bool = False
     clock_warned: bool = False
-    picture_kinds: set[str] = field(default_factory=set)
-    kinds_warned: bool = False
+    picture_kinds: TopicLevels = field(
+        default_factory=lambda: TopicLevels(MAX_PICTURE_TOPICS, "kinds of picture")
+    )
+    event_types: TopicLevels = field(
+        default_factory=lambda: TopicLevels(MAX_EVENT_TOPICS, "types of event")
+    )
 
 
 def event_filter(setting: str) -> Callable[[str], bool]:
@@ -402,7 +436,7 @@ class Pipeline:
         state = self.cameras[camera]
         read = arrived.read
         effects: list[Effect] = []
-        kinds = [k for k in arrived.kinds if self._kind_allowed(camera, state, k, effects)]
+        kinds = [k for k in arrived.kinds if state.picture_kinds.allow(camera, k, effects)]
         images = {
             kind: {
                 "topic": self.topics.image(camera, kind) if self._images.mqtt else None,
@@ -530,27 +564,6 @@ class Pipeline:
             effects.extend(self._queue(camera, command))
         return gate
 
-    def _kind_allowed(
-        self, camera: str, state: CameraState, kind: str, effects: list[Effect]
-    ) -> bool:
-        """At most MAX_PICTURE_TOPICS picture kinds (retained topics) per camera."""
-        if kind in state.picture_kinds:
-            return True
-        if len(state.picture_kinds) < MAX_PICTURE_TOPICS:
-            state.picture_kinds.add(kind)
-            return True
-        if not state.kinds_warned:
-            state.kinds_warned = True
-            effects.append(
-                Log(
-                    logging.WARNING,
-                    "camera %s: sent more than %d kinds of picture; pictures of kind %s and any "
-                    "further new kinds are not published",
-                    (camera, MAX_PICTURE_TOPICS, kind),
-                )
-            )
-        return False
-
     def _clock_warning(self, camera: str, age: float | None) -> Log:
         return Log(
             logging.WARNING,
@@ -563,11 +576,9 @@ class Pipeline:
     def _picture(self, item: PictureIn) -> list[Effect]:
         camera, picture = item.camera, item.picture
         state = self.cameras[camera]
-        if picture.kind not in state.picture_kinds:
-            effects: list[Effect] = []
-            if not self._kind_allowed(camera, state, picture.kind, effects):
-                return effects
-        effects = []
+        effects: list[Effect] = []
+        if not state.picture_kinds.allow(camera, picture.kind, effects):
+            return effects
         if self._images.mqtt:
             topic = self.topics.image(camera, picture.kind)
             effects.append(
@@ -584,6 +595,9 @@ class Pipeline:
         if not self._wanted(event.event_type):
             return []
         kind = safe_file_part(event.event_type, fallback="event", limit=40)
+        effects: list[Effect] = []
+        if not self.cameras[item.camera].event_types.allow(item.camera, kind, effects):
+            return effects
         payload = {
             "camera": item.camera,
             "type": event.event_type,
@@ -594,7 +608,10 @@ class Pipeline:
             "source": item.source,
         }
         topic = self.topics.event(item.camera, kind)
-        return [Publish(topic, _json(payload), route="spool", kind="event", camera=item.camera)]
+        effects.append(
+            Publish(topic, _json(payload), route="spool", kind="event", camera=item.camera)
+        )
+        return effects
 
     # -- statuses, discovery ----------------------------------------------------------------
 

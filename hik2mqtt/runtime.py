@@ -61,7 +61,14 @@ from hik2mqtt.pipeline import (
     WriteFile,
 )
 from hik2mqtt.plates import ListsFile
-from hik2mqtt.reads import EventArrived, HeartbeatArrived, Output, PictureArrived, ReadArrived
+from hik2mqtt.reads import (
+    Dropped,
+    EventArrived,
+    HeartbeatArrived,
+    Output,
+    PictureArrived,
+    ReadArrived,
+)
 from hik2mqtt.supervise import supervise
 
 log = logging.getLogger(__name__)
@@ -182,6 +189,8 @@ class Runtime:
                 self.submit(PictureIn(camera, output))
             elif isinstance(output, EventArrived):
                 self.submit(EventIn(camera, source, output))
+            elif isinstance(output, Dropped):
+                errors.inc()  # its reason was logged once, by the Skipped before it
             elif not isinstance(output, HeartbeatArrived):
                 errors.inc()
                 self.submit(SkippedIn(camera, output.reason))

@@ -21,6 +21,7 @@ from hik2mqtt.events import OtherEvent, PictureInfo, PlateRead, Vehicle
 from hik2mqtt.pipeline import (
     COMMAND_QUEUE,
     MAX_COMMAND_PAYLOAD,
+    MAX_EVENT_TOPICS,
     MAX_PICTURE_TOPICS,
     REGISTRY_DELAY,
     CommandDone,
@@ -728,21 +729,24 @@ def test_picture_kinds_are_capped_per_camera_with_one_warning(tmp_path: Path) ->
     the first kind past it gives one warning, and pictures of such kinds are dropped."""
     pipeline = make_pipeline({"gate": {}, "back": {}}, images={"dir": str(tmp_path)})
     kinds = tuple(f"kind{i}" for i in range(MAX_PICTURE_TOPICS + 3))
-    effects = pipeline.handle(read_in(kinds=kinds))
+    arrived = read_in(kinds=kinds)
+    published = arrived.arrived.kinds  # as the decoder names them: picture, picture_2 ...
+    effects = pipeline.handle(arrived)
     images = one_json(effects, "anpr/gate/plate")["images"]
-    assert list(images) == list(kinds[:MAX_PICTURE_TOPICS])
+    assert list(images) == list(published[:MAX_PICTURE_TOPICS])
     (warning,) = messages(effects)
     assert warning.startswith(f"camera gate: sent more than {MAX_PICTURE_TOPICS} kinds")
-    assert "kind8" in warning
+    assert published[MAX_PICTURE_TOPICS] in warning
 
     assert messages(pipeline.handle(read_in(kinds=kinds))) == []  # a second read: no new warning
     assert messages(pipeline.handle(read_in("OTHER", kinds=("kind99",)))) == []
 
     read = read_in(kinds=kinds).arrived
-    allowed = pipeline.handle(PictureIn("gate", PictureArrived(read, "kind0", "kind0.jpg", b"J0")))
+    first = published[0]
+    allowed = pipeline.handle(PictureIn("gate", PictureArrived(read, first, "kind0.jpg", b"J0")))
     (picture,) = of(allowed, Publish)
     assert (picture.topic, picture.payload, picture.retain, picture.route, picture.kind) == (
-        "anpr/gate/image/kind0",
+        f"anpr/gate/image/{first}",
         b"J0",
         True,
         "latest",
@@ -751,8 +755,8 @@ def test_picture_kinds_are_capped_per_camera_with_one_warning(tmp_path: Path) ->
     (written,) = of(allowed, WriteFile)
     assert written.data == b"J0"
     assert written.path.is_relative_to(tmp_path / "gate")
-    assert images["kind0"]["file"] == str(written.path)
-    over = PictureIn("gate", PictureArrived(read, "kind9", "kind9.jpg", b"J9"))
+    assert images[first]["file"] == str(written.path)
+    over = PictureIn("gate", PictureArrived(read, published[-1], "kind9.jpg", b"J9"))
     assert pipeline.handle(over) == []
     # Another camera has its own kinds.
     other = read_in(camera="back", kinds=kinds[MAX_PICTURE_TOPICS:])
@@ -948,3 +952,17 @@ def test_a_retransmitted_read_neither_is_nor_makes_a_duplicate() -> None:
     effects = pipeline.handle(read_in())
     assert one_json(effects, "anpr/gate/plate")["duplicate"] is False
     assert one_json(effects, "anpr/gate/gate")["open"] is True
+
+
+def test_event_types_are_capped_per_camera_with_one_warning() -> None:
+    """A camera publishes at most MAX_EVENT_TOPICS event types (camera-chosen topic levels);
+    the first past it gives one warning naming the camera, and known types still go out."""
+    pipeline = make_pipeline()
+    for i in range(MAX_EVENT_TOPICS):
+        assert of(pipeline.handle(event_in(f"type{i}")), Publish)
+    over = pipeline.handle(event_in("one_too_many"))
+    assert of(over, Publish) == []
+    (warning,) = messages(over)
+    assert warning.startswith(f"camera gate: sent more than {MAX_EVENT_TOPICS} types of event")
+    assert messages(pipeline.handle(event_in("another"))) == []
+    assert of(pipeline.handle(event_in("type0")), Publish)
