@@ -309,11 +309,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         {"host": sim.host, "port": sim.port, "username": sim.username, "password": sim.password}
     )
     settings.cameras = {"demo": camera}
+    page = ""
+    if settings.web.enabled:
+        if not _port_free(settings.web.host, settings.web.port):  # the demo takes another
+            settings.web = settings.web.model_copy(update={"port": _port_free(settings.web.host)})
+        page = f" The web page: http://{settings.web.host}:{settings.web.port}/ ."
     watcher.start()
     chosen = f" ({host_source})" if host_source else ""
     print(
         f"demo: simulated camera at {sim.url}, a read every {args.interval} s; "
-        f"showing {prefix}/# on {settings.mqtt.host}:{settings.mqtt.port}{chosen}. "
+        f"showing {prefix}/# on {settings.mqtt.host}:{settings.mqtt.port}{chosen}.{page} "
         "Ctrl-C stops.",
         flush=True,
     )
@@ -326,6 +331,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sim.stop()
         if broker is not None:
             broker.stop()
+
+
+def _port_free(host: str, port: int = 0) -> int:
+    """``port`` when it can be listened on at ``host`` (0: a free one chosen), else 0."""
+    import socket  # noqa: PLC0415 - only the demo needs it
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host.strip("[]"), port))
+            return int(sock.getsockname()[1])
+    except OSError:
+        return 0
 
 
 def health_problems(path: Path, *, max_age: float, now: float | None = None) -> list[str]:

@@ -18,6 +18,7 @@ def clean_env(**settings: str) -> dict[str, str]:
     """The environment without HIK2MQTT_ settings; the child runs this checkout's code."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HIK2MQTT_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["HIK2MQTT_WEB__PORT"] = "0"  # no web page unless a test asks for one
     env.update(settings)
     return env
 

@@ -361,7 +361,11 @@ def settings_for(
     where: AnyBroker | Stand_in, *, mqtt: dict[str, Any] | None = None, **extra: Any
 ) -> Settings:
     return Settings.model_validate(
-        {"mqtt": {"host": where.host, "port": where.port, **(mqtt or {})}, **extra}
+        {
+            "mqtt": {"host": where.host, "port": where.port, **(mqtt or {})},
+            "web": {"port": 0},
+            **extra,
+        }
     )
 
 

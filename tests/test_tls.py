@@ -136,7 +136,12 @@ def test_broker_over_tls_with_client_certificate(
         "key_file": files["client_key"],
     }
     settings = Settings.model_validate(
-        {"mqtt": mqtt, "topic_prefix": prefix, "cameras": {"cam": camera_config(simulator)}}
+        {
+            "mqtt": mqtt,
+            "topic_prefix": prefix,
+            "cameras": {"cam": camera_config(simulator)},
+            "web": {"port": 0},
+        }
     )
     sub = Subscriber(
         broker.host,
@@ -183,7 +188,12 @@ def test_broker_tls_without_client_certificate_or_wrong_ca_is_refused(
         caplog.clear()
         mqtt = {"host": broker.host, "port": broker.port, "tls": True, **mqtt_extra}
         settings = Settings.model_validate(
-            {"mqtt": mqtt, "topic_prefix": prefix, "cameras": {"cam": camera_config(simulator)}}
+            {
+                "mqtt": mqtt,
+                "topic_prefix": prefix,
+                "cameras": {"cam": camera_config(simulator)},
+                "web": {"port": 0},
+            }
         )
         bridge = run_bridge(settings)
         wait_until(lambda: "MQTT broker" in caplog.text or "MQTT connection" in caplog.text)
