@@ -215,7 +215,7 @@ class Bridge:
         deadline = time.monotonic() + timeout
         self._stop.set()
         self.runtime.wake()
-        for server in (self.listener, self.metrics_listener, self.web):
+        for server in (self.listener, self.metrics_listener):
             if server is not None:
                 server.stop()
         workers = [c.worker for c in self.cameras.values() if c.worker is not None]
@@ -230,6 +230,8 @@ class Bridge:
             time.sleep(0.01)
         for worker in workers:
             worker.abort()
+        if self.web is not None:  # after the drain: the last reads reach the history too
+            self.web.stop()
         for thread in [w.thread for w in workers if w.thread is not None] + self._threads:
             thread.join(max(0.0, deadline - time.monotonic() - 2.0))
         for camera in self.cameras.values():

@@ -112,6 +112,9 @@ class Outbox:
             row = self._spool.append(topic, payload)
             if props is not None:
                 self._row_props[row] = (props, time.monotonic())
+                # A full spool drops its oldest rows: so do their properties.
+                while len(self._row_props) > len(self._spool):
+                    del self._row_props[next(iter(self._row_props))]
             self._backlog = True
         self._wake.set()
 

@@ -39,7 +39,6 @@ from hik2mqtt.discovery import (
     DeviceInfo,
     bridge_configs,
     camera_configs,
-    other_bridges_cameras,
     removal_topics,
 )
 from hik2mqtt.events import PlateRead
@@ -57,8 +56,8 @@ COMMAND_QUEUE = 4  # commands waiting or running per camera; more are refused as
 MAX_PICTURE_TOPICS = 8  # distinct picture kinds (retained topics) per camera
 MAX_EVENT_TOPICS = 32  # distinct event types (topic levels) per camera
 REGISTRY_DELAY = 2.0  # after a connect: the retained registry has arrived by then
-MAX_OTHER_BRIDGE_TOPICS = 1000  # other bridges' retained topics remembered, at most
-MAX_REGISTRY_BYTES = 256 * 1024
+MAX_OTHER_BRIDGES = 1000  # other bridges remembered, at most
+MAX_REGISTRY_BYTES = 64 * 1024
 
 # -- inputs ---------------------------------------------------------------------------------
 
@@ -376,7 +375,9 @@ class Pipeline:
         self.cameras = {name: CameraState(cam) for name, cam in settings.cameras.items()}
         self.device_info: dict[str, DeviceInfo] = {}
         self.registry_seen = False
-        self.other_bridges: dict[str, bytes] = {}  # other bridges' retained topics
+        # Other bridges: online, and which of our cameras their registry names.
+        self.other_bridges: dict[str | None, tuple[bool, frozenset[str]]] = {}
+        self.rediscover_pending = False
         self.shared_warned: set[tuple[str, str]] = set()
         self._wanted = event_filter(settings.events)
         self._ha = settings.homeassistant
@@ -413,6 +414,7 @@ class Pipeline:
             self.lists = item.lists
             return []
         if isinstance(item, Rediscover):
+            self.rediscover_pending = False
             return self._discover()
         if isinstance(item, RegistryDue):
             return self._registry()
@@ -684,6 +686,9 @@ class Pipeline:
             if item.payload.strip() == b"online":
                 # HA (re)started: announce again after a short random delay, so that many
                 # bridges and devices don't all answer in the same instant.
+                if self.rediscover_pending:  # one announcement answers a burst of these
+                    return []
+                self.rediscover_pending = True
                 return [Later(0.5 + 2.5 * self.rng(), Rediscover())]
             return []
         return None
@@ -694,14 +699,19 @@ class Pipeline:
             if kind == "cameras" and self._ha.enabled:
                 return self._our_old_registry(item.payload)
             return []
-        if len(self.other_bridges) >= MAX_OTHER_BRIDGE_TOPICS and item.topic not in (
-            self.other_bridges
-        ):
+        if len(self.other_bridges) >= MAX_OTHER_BRIDGES and bridge not in self.other_bridges:
             return []
-        self.other_bridges[item.topic] = item.payload[:MAX_REGISTRY_BYTES]
+        online, ours = self.other_bridges.get(bridge, (False, frozenset()))
+        if kind == "status":
+            online = item.payload == b"online"
+        else:  # parsed once, on arrival; only the names of our own cameras are kept
+            ours = frozenset(self._names_in(item.payload) & set(self.cameras))
+        self.other_bridges[bridge] = (online, ours)
+        if not online:
+            return []
         effects: list[Effect] = []
-        shared = other_bridges_cameras(self.topics, self.other_bridges, set(self.cameras))
-        for camera, other in shared:
+        other = bridge if bridge is not None else "(no id)"
+        for camera in sorted(ours):
             if (camera, other) in self.shared_warned:
                 continue
             self.shared_warned.add((camera, other))
@@ -715,6 +725,17 @@ class Pipeline:
                 )
             )
         return effects
+
+    @staticmethod
+    def _names_in(payload: bytes) -> set[str]:
+        """The camera names in a registry (a JSON list); nothing when it is not one."""
+        if len(payload) > MAX_REGISTRY_BYTES:
+            return set()
+        try:
+            names = json.loads(payload or b"[]")
+        except (ValueError, RecursionError):
+            return set()
+        return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
 
     def _our_old_registry(self, payload: bytes) -> list[Effect]:
         """The registry this bridge left before this start: remove the cameras that are no
@@ -794,6 +815,8 @@ class Pipeline:
             )
 
         if name not in self.cameras:
+            if self.topics.bridge_id is not None:  # one of several bridges: maybe another's
+                return [Log(logging.DEBUG, "a command for camera %s, not ours", (loggable(name),))]
             return refuse(f"no camera named {name!r}")
         if len(item.payload) > MAX_COMMAND_PAYLOAD:
             return refuse(f"payload of {len(item.payload)} bytes is over {MAX_COMMAND_PAYLOAD}")

@@ -47,6 +47,7 @@ from hik2mqtt.pipeline import (
     Later,
     ListsIn,
     Log,
+    MessageIn,
     OutputStateIn,
     PictureIn,
     PictureSeen,
@@ -84,6 +85,7 @@ _RETAINED_PROPS: dict[str, Props] = {
 PRUNE_EVERY = 3600.0
 LISTS_CHECK_EVERY = 2.0
 HEALTH_EVERY = 5.0
+MAX_CONTROL_QUEUE = 10_000  # MQTT messages waiting for the control thread, at most
 DEVICE_INFO_LIMIT = 65536
 
 
@@ -127,6 +129,8 @@ class Runtime:
         self._stop = stop
         self._lock = threading.Lock()
         self._control: queue.Queue[Input | None] = queue.Queue()
+        self._dropped = 0
+        self._dropped_logged = float("-inf")
         self._timers: list[tuple[float, int, Callable[[], object]]] = []
         self._timers_lock = threading.Lock()
         self._seq = itertools.count()
@@ -140,7 +144,19 @@ class Runtime:
     # -- inputs -----------------------------------------------------------------------------
 
     def post(self, item: Input) -> None:
-        """From paho's thread (or any that must not wait): handled on the control thread."""
+        """From paho's thread (or any that must not wait): handled on the control thread.
+        Past MAX_CONTROL_QUEUE waiting, MQTT messages are dropped (a flood of commands
+        costs only its sender), with a line at most once a minute."""
+        if isinstance(item, MessageIn) and self._control.qsize() >= MAX_CONTROL_QUEUE:
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_logged >= 60:
+                self._dropped_logged = now
+                log.warning(
+                    "MQTT messages arrive faster than the bridge handles them: %d dropped",
+                    self._dropped,
+                )
+            return
         self._control.put(item)
 
     def wake(self) -> None:
@@ -159,10 +175,18 @@ class Runtime:
                 if isinstance(effect, WriteFile | FetchDeviceInfo):
                     later.append(effect)
                 else:
-                    self._apply(effect)
+                    self._apply_safely(effect)
         for effect in later:
-            self._apply(effect)
+            self._apply_safely(effect)
         return effects
+
+    def _apply_safely(self, effect: Effect) -> None:
+        """One effect that fails (a full disk under the spool, say) costs only itself: the
+        others of the same input (the gate's command above all) are still carried out."""
+        try:
+            self._apply(effect)
+        except Exception:
+            log.exception("could not carry out %s", type(effect).__name__)
 
     def reload_lists(self) -> bool:
         """Read the lists file again if it changed (control thread, or the page after an
@@ -238,7 +262,11 @@ class Runtime:
 
     def _publish(self, effect: Publish) -> None:
         props = self.props(effect)
-        if effect.route == "spool":
+        if effect.route == "now" and props.expiry and not self.link.connected.is_set():
+            # Broker away: a gate decision or a command's outcome waits in the spool, where
+            # its expiry counts down (paho's own queue would send it later as if new).
+            self.outbox.read(effect.topic, effect.payload, props)
+        elif effect.route == "spool":
             self.outbox.read(effect.topic, effect.payload, props)
         elif effect.route == "latest":
             self.outbox.latest(effect.topic, effect.payload, props)

@@ -105,7 +105,10 @@ def make_pipeline(
         }
     )
     pipeline = Pipeline(
-        settings=settings, topics=Topics("anpr"), clock=clock or Clock(), rng=lambda: rng
+        settings=settings,
+        topics=Topics("anpr", settings.bridge_id),
+        clock=clock or Clock(),
+        rng=lambda: rng,
     )
     if lists:
         assert pipeline.handle(ListsIn(LISTS)) == []
@@ -966,3 +969,41 @@ def test_event_types_are_capped_per_camera_with_one_warning() -> None:
     assert warning.startswith(f"camera gate: sent more than {MAX_EVENT_TOPICS} types of event")
     assert messages(pipeline.handle(event_in("another"))) == []
     assert of(pipeline.handle(event_in("type0")), Publish)
+
+
+def test_with_a_bridge_id_commands_for_other_cameras_are_left_to_their_bridge() -> None:
+    """One of several bridges does not answer a command for a camera it does not have (the
+    camera's own bridge does); a lone bridge refuses it with a reason."""
+    shared = make_pipeline(bridge_id="north")
+    effects = shared.handle(trigger(camera="south_gate"))
+    assert of(effects, Publish) == []
+    assert of(effects, RunCommand) == []
+    alone = make_pipeline()
+    refused = alone.handle(trigger(camera="south_gate"))
+    assert result(refused, "anpr/south_gate/trigger")["message"] == "no camera named 'south_gate'"
+
+
+def test_a_burst_of_home_assistant_online_gives_one_announcement() -> None:
+    """Many "online" messages from Home Assistant before the announcement is due schedule
+    one rediscovery, not one each; after it, the next "online" schedules another."""
+    pipeline = make_pipeline(ha=True)
+    online = MessageIn("homeassistant/status", b"online", retained=False)
+    scheduled = [e for _ in range(50) for e in pipeline.handle(online) if isinstance(e, Later)]
+    assert scheduled == [Later(1.75, Rediscover())]
+    assert of(pipeline.handle(Rediscover()), Publish)
+    assert of(pipeline.handle(online), Later)
+
+
+def test_another_bridges_registry_is_read_once_and_warned_about_once() -> None:
+    """A camera of ours in another live bridge's registry gives one warning naming both;
+    repeats, registries naming no camera of ours and garbage cost nothing more."""
+    pipeline = make_pipeline({"gate": {}, "yard": {}}, bridge_id="north")
+    quiet = pipeline.handle(MessageIn("anpr/bridge/south/cameras", b'["gate","x"]', True))
+    assert messages(quiet) == []  # not known to be online yet
+    (warning,) = messages(pipeline.handle(MessageIn("anpr/bridge/south/status", b"online", True)))
+    assert warning.startswith("camera gate is also configured on the live bridge south")
+    again = MessageIn("anpr/bridge/south/cameras", b'["gate"]', True)
+    assert messages(pipeline.handle(again)) == []
+    for payload in (b"[" * 100_000, b"{}", b'["' + b"y" * 70_000 + b'"]'):
+        assert messages(pipeline.handle(MessageIn("anpr/bridge/east/cameras", payload, True))) == []
+    assert pipeline.other_bridges["east"] == (False, frozenset())

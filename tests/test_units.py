@@ -94,3 +94,25 @@ def test_settings_defaults_and_camera_names(monkeypatch: pytest.MonkeyPatch) -> 
     assert info.value.problems == [
         "HIK2MQTT_CAMERAS__BRIDGE: 'bridge' is reserved for the bridge's own topics"
     ]
+
+
+def test_a_full_spool_drops_the_properties_of_the_rows_it_drops() -> None:
+    """While the broker is away a spool of 5 rows takes 50 reads: it keeps the newest 5,
+    and the MQTT 5 properties kept beside them stay at 5 too (no leak per read)."""
+    import threading
+
+    from hik2mqtt.mqtt import JSON, expiring
+    from hik2mqtt.outbox import Outbox
+    from hik2mqtt.spool import MemorySpool
+
+    class AwayLink:  # the broker is away: nothing is ever published
+        connected = threading.Event()
+
+        def publish(self, *_args: object, **_kw: object) -> None:
+            raise AssertionError("published while the broker is away")
+
+    outbox = Outbox(link=AwayLink(), spool=MemorySpool(max_rows=5))  # type: ignore[arg-type]
+    for i in range(50):
+        outbox.read(f"anpr/c/plate{i}", b"{}", expiring(JSON, 60, camera="c", event_id=str(i)))
+    assert outbox.waiting == 5
+    assert len(outbox._row_props) == 5
