@@ -22,6 +22,7 @@ it is back; paho reconnects by itself.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import socket
@@ -98,7 +99,13 @@ class Props:
             raise ValueError(msg)
 
     def to_paho(self) -> Properties | None:
-        """paho's PUBLISH properties (None when there are none)."""
+        """paho's PUBLISH properties (None when there are none).
+
+        paho builds and checks a ``Properties`` slowly (a name table per object, a search
+        per attribute): the content type and expiry are set once per pair, through paho's
+        checks, and copied; a read's own user properties and correlation data are added to
+        the copy as paho stores them.
+        """
         if (
             self.content_type is None
             and self.expiry is None
@@ -106,16 +113,22 @@ class Props:
             and self.correlation_data is None
         ):
             return None
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        if self.content_type is not None:
-            properties.ContentType = self.content_type
-        if self.expiry is not None:
-            properties.MessageExpiryInterval = self.expiry
+        properties = copy.copy(_base_properties(self.content_type, self.expiry))
         if self.user_properties:
-            properties.UserProperty = list(self.user_properties)
+            object.__setattr__(properties, "UserProperty", list(self.user_properties))
         if self.correlation_data is not None:
-            properties.CorrelationData = self.correlation_data
+            object.__setattr__(properties, "CorrelationData", self.correlation_data)
         return properties
+
+
+@functools.lru_cache(maxsize=64)
+def _base_properties(content_type: str | None, expiry: int | None) -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    if content_type is not None:
+        properties.ContentType = content_type
+    if expiry is not None:
+        properties.MessageExpiryInterval = expiry
+    return properties
 
 
 @functools.lru_cache(maxsize=64)
