@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -49,7 +50,7 @@ class PageBackend:
             gate_open=gate.get("open") if effect.gate else None,
             gate_reason=gate.get("reason") if effect.gate else None,
         )
-        self.service.read(record)
+        self.service.read(replace(record, payload_json=effect.payload.decode()))
 
     # -- WebBackend -------------------------------------------------------------------------
 

@@ -242,6 +242,7 @@ class Recorded:
     camera: str
     doc: dict[str, Any] = field(repr=False)  # the read's JSON, as a dict (do not change it)
     gate: dict[str, Any] | None
+    payload: bytes = field(default=b"", repr=False)  # the same, as published
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,7 +515,7 @@ class Pipeline:
             match=match,
             effects=effects,
         )
-        effects.append(Recorded(camera, doc, gate))
+        effects.append(Recorded(camera, doc, gate, payload))
         return effects
 
     def _gate(

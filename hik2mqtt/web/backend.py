@@ -71,6 +71,9 @@ class ReadRecord:
     pictures: Mapping[str, Path | None] = field(default_factory=dict)  # kind -> file
     payload: Mapping[str, Any] = field(default_factory=dict)  # the published JSON
     id: int = 0  # given by the history when it is added
+    # The published JSON as text, when the bridge has it (the history stores it as it is
+    # instead of encoding ``payload`` again).
+    payload_json: str = field(default="", repr=False, compare=False)
 
     def with_id(self, new_id: int) -> ReadRecord:
         return replace(self, id=new_id)

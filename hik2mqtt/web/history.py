@@ -265,7 +265,7 @@ class History:
                 int(r.duplicate),
                 int(r.retransmitted),
                 None if r.gate_open is None else int(r.gate_open),
-                json.dumps(_data(r), ensure_ascii=False, separators=(",", ":")),
+                _data_json(r),
             )
             for r in batch
         ]
@@ -458,6 +458,17 @@ def _data(r: ReadRecord) -> dict[str, Any]:
         "pictures": {k: str(v) if v else None for k, v in r.pictures.items()},
         "payload": dict(r.payload),
     }
+
+
+def _data_json(r: ReadRecord) -> str:
+    """:func:`_data` as JSON; the payload's JSON text is used as it is when the record
+    carries it (it was encoded once already, for MQTT)."""
+    if not r.payload_json:
+        return json.dumps(_data(r), ensure_ascii=False, separators=(",", ":"))
+    data = _data(r)
+    del data["payload"]
+    head = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f'{head[:-1]},"payload":{r.payload_json}}}'
 
 
 def _record(row: tuple[Any, ...]) -> ReadRecord:
