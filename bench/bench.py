@@ -71,6 +71,7 @@ def start_bridge(
         HIK2MQTT_TOPIC_PREFIX=prefix,
         HIK2MQTT_LOG_LEVEL="WARNING",
         HIK2MQTT_MQTT__QUEUE_SIZE="1000000",
+        HIK2MQTT_WEB__PORT="0",  # the page's own cost: bench/compare.py --page
     )
     for name, sim in sims.items():
         env[f"HIK2MQTT_CAMERAS__{name}__HOST"] = sim.host

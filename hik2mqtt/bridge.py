@@ -26,7 +26,6 @@ from hik2mqtt.images import ImageFolder
 from hik2mqtt.metrics import Metrics, MetricsListener
 from hik2mqtt.mqtt import JSON, MqttLink, expiring
 from hik2mqtt.outbox import Outbox
-from hik2mqtt.page import attach_page
 from hik2mqtt.pipeline import Connected, ListsIn, MessageIn, Pipeline, StatusIn
 from hik2mqtt.plates import ListsFile
 from hik2mqtt.poll import PollFetcher
@@ -106,7 +105,11 @@ class Bridge:
             read_expiry=expiry,
         )
         self.runtime.submit(ListsIn(self.runtime.lists.lists))
-        self.web = attach_page(settings, self.runtime)  # None when the page is off
+        self.web = None  # the web page; its framework is imported only when it is on
+        if settings.web.enabled:
+            from hik2mqtt.page import attach_page  # noqa: PLC0415
+
+            self.web = attach_page(settings, self.runtime)
         self.cameras = {name: self._camera(handle) for name, handle in handles.items()}
         push = {
             name: PushCamera(

@@ -31,6 +31,8 @@ from hik2mqtt.plates import CONFUSABLE, distance, normalize
 from hik2mqtt.web.backend import ReadRecord
 
 log = logging.getLogger(__name__)
+BATCH_DELAY = 0.2  # seconds the writer gathers a burst of reads into one transaction
+BATCH_ROWS = 500  # or until this many wait
 
 MEMORY_READS = 1_000
 QUEUE_SIZE = 10_000
@@ -165,6 +167,7 @@ class History:
         self._recent: collections.OrderedDict[int, ReadRecord] = collections.OrderedDict()
         self._latest: dict[str, int] = {}
         self._pending = 0
+        self._pending_flush = 0  # callers of flush() waiting: write at once
         self.dropped = 0
         self.write_errors = 0
         self._stop = False
@@ -189,7 +192,8 @@ class History:
             while len(self._recent) > MEMORY_READS:
                 self._recent.popitem(last=False)
             self._latest[record.camera] = record.id
-            self._wake.notify()
+            if len(self._queue) in (1, BATCH_ROWS):  # the writer waits for these two
+                self._wake.notify_all()  # (flush() callers wait on the same condition)
         return record
 
     def is_latest(self, record: ReadRecord) -> bool:
@@ -221,6 +225,16 @@ class History:
         """Wait until every added read is written (tests, benchmarks); False at the deadline."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            self._pending_flush += 1
+            self._wake.notify_all()
+        try:
+            return self._wait_written(deadline)
+        finally:
+            with self._lock:
+                self._pending_flush -= 1
+
+    def _wait_written(self, deadline: float) -> bool:
+        with self._lock:
             while self._pending > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -235,6 +249,18 @@ class History:
                     self._wake.wait(timeout=60.0)
                     if self.clock() >= self._next_prune:
                         break
+                # Gather a burst into one transaction: far fewer commits and wake-ups for
+                # the camera threads to compete with (a read is searchable BATCH_DELAY later;
+                # the live feed does not wait for this).
+                until = time.monotonic() + BATCH_DELAY
+                while (
+                    self._queue
+                    and len(self._queue) < BATCH_ROWS
+                    and not self._stop
+                    and self._pending_flush == 0
+                    and (left := until - time.monotonic()) > 0
+                ):
+                    self._wake.wait(left)
                 batch = list(self._queue)
                 self._queue.clear()
                 stopping = self._stop
