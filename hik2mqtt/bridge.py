@@ -1,11 +1,10 @@
 """The composition root: builds every piece of one bridge and owns start and stop order.
 
-The decisions live in :mod:`hik2mqtt.pipeline` (pure), their execution in
-:mod:`hik2mqtt.runtime`; docs/ARCHITECTURE.md draws the data path, the command path and
-every thread. Threads: paho's network thread; the control thread; per camera one worker
-thread (stream or poll; push cameras are served by the listener's threads) and one
-command thread; the outbox thread. They share stop events, every blocking call has a
-timeout, and each runs supervised (:mod:`hik2mqtt.supervise`).
+Decisions live in :mod:`hik2mqtt.pipeline` (pure), their execution in :mod:`hik2mqtt.runtime`;
+docs/ARCHITECTURE.md draws the data path, the command path and every thread: paho's; the
+control thread; per camera a worker (stream or poll; push cameras are served by the
+listener) and a command thread; the outbox's. They share stop events, every blocking call
+has a timeout, and each runs supervised (:mod:`hik2mqtt.supervise`).
 """
 
 from __future__ import annotations
@@ -224,6 +223,7 @@ class Bridge:
         workers = [c.worker for c in self.cameras.values() if c.worker is not None]
         for worker in workers:
             worker.begin_stop()
+        self.runtime.release_follow_ups()  # a pulse in progress ends now, not never
         for camera in self.cameras.values():
             camera.handle.commands.put(None)
         # Streams first: every read a camera had sent is handed on before its stream ends

@@ -135,6 +135,7 @@ class Runtime:
         self._timers_lock = threading.Lock()
         self._seq = itertools.count()
         self._lists_lock = threading.Lock()
+        self._follow_ups: dict[int, tuple[CameraHandle, Command]] = {}
         # More reasons the bridge is not healthy (the web page's server, when it runs).
         self.extra_problems: list[Callable[[], str | None]] = []
         # Who else sees each published read and picture (the web page and its history);
@@ -238,8 +239,10 @@ class Runtime:
                 self.metrics.reconnects.labels(effect.camera).inc()
         elif isinstance(effect, RunCommand):
             handle = self.cameras[effect.camera]
-            if effect.delay > 0:
-                self._at(effect.delay, lambda: handle.commands.put(effect.command))
+            if effect.delay > 0:  # a pulse's "off": also sent at once if the bridge stops
+                key = next(self._seq)
+                self._follow_ups[key] = (handle, effect.command)
+                self._at(effect.delay, lambda: self._follow_up(key))
             else:
                 handle.commands.put(effect.command)
         elif isinstance(effect, Later):
@@ -289,6 +292,21 @@ class Runtime:
                 props = replace(props, correlation_data=effect.correlation)
             return props
         return _RETAINED_PROPS[kind]
+
+    def _follow_up(self, key: int) -> None:
+        with self._timers_lock:
+            found = self._follow_ups.pop(key, None)
+        if found is not None:
+            found[0].commands.put(found[1])
+
+    def release_follow_ups(self) -> None:
+        """Stopping: queue every pending pulse's "off" now (before the command threads'
+        stop), so no output is left on when the bridge stops during a pulse."""
+        with self._timers_lock:
+            pending = list(self._follow_ups.values())
+            self._follow_ups.clear()
+        for handle, command in pending:
+            handle.commands.put(command)
 
     def _at(self, delay: float, action: Callable[[], object]) -> None:
         with self._timers_lock:

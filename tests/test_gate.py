@@ -302,3 +302,26 @@ def test_gate_rule_opens_for_live_known_cars_only(
     assert decisions[3]["action"] == "output 2 for 0.2 s"
     wait_until(lambda: sub.payloads(f"{prefix}/cam/output/2")[-1:] == [b"off"])
     assert [b"high" in b for p, b in simulator.puts if "/outputs/2/" in p] == [True, False]
+
+
+def test_a_pulse_in_progress_ends_when_the_bridge_stops(
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    subscribe: Subscribe,
+) -> None:
+    """A bridge stopped during a 60 s pulse switches the output off before it goes: no relay
+    (no barrier) is left on by a stop."""
+    from hik2mqtt.bridge import Bridge
+
+    sub = subscribe(f"{prefix}/#")
+    bridge = Bridge(settings=bridge_settings(broker, prefix, {"cam": camera_config(simulator)}))
+    bridge.start()
+    try:
+        sub.wait_for(f"{prefix}/bridge/status")
+        sub.publish(f"{prefix}/cam/output/1/set", "60")
+        sub.wait_for(f"{prefix}/cam/output/1/set/result")
+        assert simulator.outputs[1] == "high"
+    finally:
+        bridge.stop()
+    assert simulator.outputs[1] == "low"
