@@ -253,6 +253,39 @@ def bench_trigger(broker: Broker, n: int) -> None:
 # -- 3. sustained throughput ---------------------------------------------------------------
 
 
+def measure_reads(
+    proc: Proc,
+    sim: Simulator,
+    sub: Subscriber,
+    topic: str,
+    *,
+    n: int,
+    size: int,
+    burst: int | None = None,
+    rate: float = 2000.0,
+) -> tuple[float, float]:
+    """Send ``n`` reads with two pictures of ``size`` bytes: all back to back, or in bursts
+    of ``burst`` at ``rate`` reads/s on average; wait for all on ``topic``. Returns reads/s
+    end to end and the reader process's CPU ms per read."""
+    assert sim.wait_for_streams(1, 20)
+    time.sleep(0.5)
+    reads = [encode_read(make_read(f"T{i}", picture_size=size)) for i in range(n)]
+    cpu0 = proc.cpu()
+    t0 = time.perf_counter()
+    step = burst or n
+    for i in range(0, n, step):
+        due = t0 + i / rate if burst else t0
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.005, due - now))
+        for data in reads[i : i + step]:
+            sim.send_raw(data)
+    sim.send_raw(heartbeat_part())  # the reference needs a following part to end a picture
+    assert wait(lambda: len(sub.on(topic)) >= n, 300), len(sub.on(topic))
+    elapsed = sub.on(topic)[-1].at - t0
+    time.sleep(0.5)  # let the last pictures go out before reading CPU time
+    return n / elapsed, (proc.cpu() - cpu0) * 1000 / n
+
+
 def throughput_once(broker: Broker, who: str, n: int, size: int) -> tuple[float, float]:
     sim = Simulator(heartbeat=None).start()
     prefix = "b" if who == "hik2mqtt" else "ref"
@@ -263,23 +296,7 @@ def throughput_once(broker: Broker, who: str, n: int, size: int) -> tuple[float,
     )
     sub = Subscriber(broker.host, broker.port, [f"{prefix}/cam/plate"])
     try:
-        assert sim.wait_for_streams(1, 20)
-        time.sleep(0.5)
-        reads = [encode_read(make_read(f"T{i}", picture_size=size)) for i in range(n)]
-        cpu0 = proc.cpu()
-        t0 = time.perf_counter()
-        for data in reads:
-            sim.send_raw(data)
-        sim.send_raw(
-            heartbeat_part()
-        )  # the reference needs a following part to end the last picture
-        assert wait(lambda: len(sub.on(f"{prefix}/cam/plate")) >= n, 300), len(
-            sub.on(f"{prefix}/cam/plate")
-        )
-        elapsed = sub.on(f"{prefix}/cam/plate")[-1].at - t0
-        time.sleep(0.5)  # let the last pictures go out before reading CPU time
-        cpu = proc.cpu() - cpu0
-        return n / elapsed, cpu * 1000 / n
+        return measure_reads(proc, sim, sub, f"{prefix}/cam/plate", n=n, size=size)
     finally:
         sub.close()
         proc.stop()

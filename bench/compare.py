@@ -40,7 +40,7 @@ _spec = importlib.util.spec_from_file_location("bench_main", ROOT / "bench" / "b
 assert _spec is not None and _spec.loader is not None
 _bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bench)
-Proc, row, wait = _bench.Proc, _bench.row, _bench.wait
+Proc, row, wait = _bench.Proc, _bench.row, _bench.wait  # shared with bench.py
 
 BURST = 50
 RATE = 2000.0
@@ -81,20 +81,11 @@ def bursts_once(
     proc = start_bridge_of(root, broker, sim, prefix, extra)
     sub = Subscriber(broker.host, broker.port, [f"{prefix}/cam/plate"])
     try:
-        assert sim.wait_for_streams(1, 20)
-        time.sleep(0.5)
-        reads = [encode_read(make_read(f"T{i}", picture_size=size)) for i in range(n)]
-        cpu0 = proc.cpu()
-        start = time.perf_counter()
-        for i in range(0, n, BURST):
-            due = start + i / RATE
-            while (now := time.perf_counter()) < due:
-                time.sleep(min(0.005, due - now))
-            for data in reads[i : i + BURST]:
-                sim.send_raw(data)
-        assert wait(lambda: len(sub.on(f"{prefix}/cam/plate")) >= n, 300)
-        time.sleep(0.5)  # the last pictures go out before CPU time is read
-        return (proc.cpu() - cpu0) * 1000 / n
+        topic = f"{prefix}/cam/plate"
+        measured = _bench.measure_reads(
+            proc, sim, sub, topic, n=n, size=size, burst=BURST, rate=RATE
+        )
+        return measured[1]
     finally:
         sub.close()
         proc.stop()

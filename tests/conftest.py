@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import struct
@@ -46,6 +47,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def changes(sub: Subscriber, topic: str) -> list[bytes]:
+    """The payloads on ``topic`` with repeats folded (statuses are re-announced on connect)."""
+    out: list[bytes] = []
+    for payload in sub.payloads(topic):
+        if not out or out[-1] != payload:
+            out.append(payload)
+    return out
 
 
 class Broker:
@@ -488,3 +498,18 @@ def refuses_v5(broker: AnyBroker) -> Iterator[Stand_in]:
     stand_in = Stand_in(broker, refuse_v5=True)
     yield stand_in
     stand_in.close()
+
+
+def documented_entity_ids(camera: str = "gate") -> set[str]:
+    """The Home Assistant entity ids the README's entity table documents, for ``camera``
+    and a bridge without an id (``..._image_vehicle`` continues the id before it)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| Entity | What it is |", 1)[1].split("\n\n", 1)[0]
+    ids: set[str] = set()
+    for row in table.splitlines()[2:]:
+        last = ""
+        for found in re.findall(r"`([a-z_]+\.[a-z0-9_<>]+|\.\.\.[a-z_]+)`", row.split(" | ")[0]):
+            name = last.rsplit("_image_", 1)[0] + found[3:] if found.startswith("...") else found
+            last = name
+            ids.add(name.replace("<camera>", camera))
+    return ids

@@ -19,21 +19,13 @@ from tests.conftest import (
     Subscriber,
     bridge_settings,
     camera_config,
+    changes,
     wait_until,
 )
 
 
 def plates(sub: Subscriber, topic: str) -> list[dict[str, Any]]:
     return [json.loads(p) for p in sub.payloads(topic)]
-
-
-def changes(sub: Subscriber, topic: str) -> list[bytes]:
-    """The payloads on ``topic`` with repeats folded (statuses are re-announced on connect)."""
-    out: list[bytes] = []
-    for payload in sub.payloads(topic):
-        if not out or out[-1] != payload:
-            out.append(payload)
-    return out
 
 
 def start(

@@ -33,7 +33,14 @@ from hik2mqtt.bridge import Bridge
 from hik2mqtt.discovery import DeviceInfo, bridge_configs, camera_configs
 from hik2mqtt.simulator import Simulator
 from hik2mqtt.topics import Topics
-from tests.conftest import Broker, bridge_settings, camera_config, free_port, wait_until
+from tests.conftest import (
+    Broker,
+    bridge_settings,
+    camera_config,
+    documented_entity_ids,
+    free_port,
+    wait_until,
+)
 
 # Installing and first starting Home Assistant takes minutes, not the usual 120 s.
 pytestmark = [pytest.mark.homeassistant, pytest.mark.timeout(1200)]
@@ -180,16 +187,7 @@ def _up(url: str) -> bool:
 
 
 # Entity ids as the README documents them (section "Home Assistant").
-DOCUMENTED = {
-    "event.hik2mqtt_gate_plate",
-    "sensor.hik2mqtt_gate_last_plate",
-    "image.hik2mqtt_gate_image_plate",
-    "image.hik2mqtt_gate_image_vehicle",
-    "image.hik2mqtt_gate_image_scene",
-    "button.hik2mqtt_gate_trigger",
-    "binary_sensor.hik2mqtt_gate_connected",
-    "binary_sensor.hik2mqtt_bridge_connected",
-}
+DOCUMENTED = documented_entity_ids("gate")
 
 
 def wait_for_entities(ha: HomeAssistant, wanted: set[str], timeout: float = 180) -> None:

@@ -29,6 +29,7 @@ from tests.conftest import (
     Subscriber,
     bridge_settings,
     camera_config,
+    changes,
     wait_until,
 )
 
@@ -76,17 +77,17 @@ def running(bridge: Bridge) -> Iterator[Bridge]:
         bridge.stop()
 
 
-def changes(sub: Subscriber, topic: str) -> list[bytes]:
-    """The payloads on ``topic`` with repeats folded (statuses are re-announced on connect)."""
-    out: list[bytes] = []
-    for payload in sub.payloads(topic):
-        if not out or out[-1] != payload:
-            out.append(payload)
-    return out
-
-
 def plates(sub: Subscriber, topic: str) -> list[str]:
     return [json.loads(p)["plate"] for p in sub.payloads(topic)]
+
+
+def assert_trigger_works(sub: Subscriber, prefix: str, simulator: Simulator, *, nth: int) -> None:
+    """A trigger now (the ``nth`` on the camera) reaches the camera and is answered ok."""
+    before = simulator.count("/ISAPI/Traffic/MNPR")
+    sub.publish(f"{prefix}/cam/trigger", "")
+    result = sub.wait_for(f"{prefix}/cam/trigger/result", nth)[nth - 1]
+    assert json.loads(result.payload)["ok"] is True
+    assert simulator.count("/ISAPI/Traffic/MNPR") == before + 1
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
@@ -159,10 +160,7 @@ def test_control_thread_crash_is_logged_and_commands_still_work(
         # The connect is handled on the control thread: bridge online says it has run
         # and the bridge has subscribed to commands.
         sub.wait_for(f"{prefix}/bridge/status")
-        sub.publish(f"{prefix}/cam/trigger", "")
-        (result,) = sub.wait_for(f"{prefix}/cam/trigger/result")
-        assert json.loads(result.payload)["ok"] is True
-        assert simulator.count("/ISAPI/Traffic/MNPR") == 1
+        assert_trigger_works(sub, prefix, simulator, nth=1)
 
 
 def test_command_crash_reports_internal_error_and_the_next_command_works(
@@ -192,10 +190,7 @@ def test_command_crash_reports_internal_error_and_the_next_command_works(
         }
         assert simulator.count("/ISAPI/Traffic/MNPR") == 0
         assert len(tracebacks(caplog, "camera cam: trigger failed")) == 1
-        sub.publish(f"{prefix}/cam/trigger", "")
-        second = sub.wait_for(f"{prefix}/cam/trigger/result", 2)[1]
-        assert json.loads(second.payload)["ok"] is True
-        assert simulator.count("/ISAPI/Traffic/MNPR") == 1
+        assert_trigger_works(sub, prefix, simulator, nth=2)
 
 
 def test_outbox_crash_is_logged_and_waiting_reads_are_still_delivered(
