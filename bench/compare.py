@@ -3,9 +3,10 @@
     python bench/compare.py --before ../old-checkout [--rounds 5] [--reads 2000]
     python bench/compare.py --page    # this checkout: web page + history on vs off
 
-With ``--page``: the same bursts with the page off and with the page and a SQLite history
-on, side by side, then the time from a read's arrival at an MQTT subscriber to its arrival
-on an open page's live feed.
+With ``--page``: this checkout with the page off and with the page and a SQLite history
+on, side by side: CPU per read in the same bursts, then reads/s (and CPU per read) with
+the reads sent back to back as fast as the simulator can; then the time from a read's
+arrival at an MQTT subscriber to its arrival on an open page's live feed.
 
 Each round runs, for 3 kB and 60 kB pictures, the bridge of this checkout and then the
 bridge of ``--before`` (alternating which goes first), each as its own process against the
@@ -73,9 +74,16 @@ def start_bridge_of(
 
 
 def bursts_once(
-    root: Path, broker: Broker, n: int, size: int, extra: dict[str, str] | None = None
-) -> float:
-    """CPU ms per read of the bridge of ``root``, reads in bursts of 50 at 2,000/s."""
+    root: Path,
+    broker: Broker,
+    n: int,
+    size: int,
+    extra: dict[str, str] | None = None,
+    *,
+    burst: int | None = BURST,
+) -> tuple[float, float]:
+    """Reads/s end to end and CPU ms per read of the bridge of ``root``: reads in bursts of
+    ``burst`` at 2,000/s, or all back to back (``burst=None``)."""
     sim = Simulator(heartbeat=None).start()
     prefix = f"c{time.monotonic_ns()}"
     proc = start_bridge_of(root, broker, sim, prefix, extra)
@@ -83,9 +91,9 @@ def bursts_once(
     try:
         topic = f"{prefix}/cam/plate"
         measured = _bench.measure_reads(
-            proc, sim, sub, topic, n=n, size=size, burst=BURST, rate=RATE
+            proc, sim, sub, topic, n=n, size=size, burst=burst, rate=RATE
         )
-        return measured[1]
+        return float(measured[0]), float(measured[1])
     finally:
         sub.close()
         proc.stop()
@@ -164,19 +172,39 @@ def page_side_by_side(broker: Broker, rounds: int, reads: int) -> None:
     """This checkout without the page, and with the page and a SQLite history."""
     history = Path(tempfile.mkdtemp(prefix="hik2mqtt-bench-history-"))
     with_page = {"HIK2MQTT_WEB__PORT": str(_free_port()), "HIK2MQTT_HISTORY__DIR": str(history)}
-    print(f"\n### The page and its history: bursts of {BURST} at {RATE:.0f} reads/s, CPU ms/read\n")
-    print(row("picture size", "page off (median)", "page + history (median)", "on / off", "rounds"))
-    print(row("---", "---", "---", "---", "---"))
+    print(
+        f"\n### The page and its history: CPU ms per read in bursts of {BURST} at {RATE:.0f} "
+        "reads/s, and reads/s (and CPU) with reads back to back\n"
+    )
+    print(
+        row(
+            "picture size",
+            "measure",
+            "page off (median)",
+            "page + history (median)",
+            "on / off",
+            "rounds (off/on)",
+        )
+    )
+    print(row("---", "---", "---", "---", "---", "---"))
+    modes: list[tuple[int | None, list[tuple[str, int]]]] = [
+        (BURST, [("CPU ms/read, bursts", 1)]),
+        (None, [("reads/s, back to back", 0), ("CPU ms/read, back to back", 1)]),
+    ]
     for size in (3_000, 60_000):
-        off: list[float] = []
-        on: list[float] = []
-        for i in range(rounds):
-            order = [(off, None), (on, with_page)]
-            for results, extra in order if i % 2 == 0 else order[::-1]:
-                results.append(bursts_once(ROOT, broker, reads, size, extra))
-        a, b = statistics.median(off), statistics.median(on)
-        each = "; ".join(f"{x:.3f}/{y:.3f}" for x, y in zip(off, on, strict=True))
-        print(row(f"{size // 1000} kB", f"{a:.3f}", f"{b:.3f}", f"{b / a:.2f}", each))
+        for burst, shown in modes:
+            off: list[tuple[float, float]] = []
+            on: list[tuple[float, float]] = []
+            for i in range(rounds):
+                order = [(off, None), (on, with_page)]
+                for results, extra in order if i % 2 == 0 else order[::-1]:
+                    results.append(bursts_once(ROOT, broker, reads, size, extra, burst=burst))
+            for name, k in shown:  # k: 0 reads/s, 1 CPU ms per read
+                xs, ys = [r[k] for r in off], [r[k] for r in on]
+                a, b = statistics.median(xs), statistics.median(ys)
+                f = ".0f" if k == 0 else ".3f"
+                each = "; ".join(f"{x:{f}}/{y:{f}}" for x, y in zip(xs, ys, strict=True))
+                print(row(f"{size // 1000} kB", name, f"{a:{f}}", f"{b:{f}}", f"{b / a:.2f}", each))
     lat = page_latency(broker, 200)
     print(
         f"\nRead on the MQTT subscriber -> the same read on an open page's live feed: "
@@ -212,7 +240,7 @@ def main() -> None:
             for i in range(args.rounds):
                 order = [("after", after), ("before", before)]
                 for name, root in order if i % 2 == 0 else order[::-1]:
-                    results[name].append(bursts_once(root, broker, args.reads, size))
+                    results[name].append(bursts_once(root, broker, args.reads, size)[1])
             b, a = statistics.median(results["before"]), statistics.median(results["after"])
             rounds = "; ".join(
                 f"{x:.3f}/{y:.3f}" for x, y in zip(results["before"], results["after"], strict=True)

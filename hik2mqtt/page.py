@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from hik2mqtt.config import Settings
 from hik2mqtt.pipeline import CommandRequest, PictureSeen, Publish, Recorded, RunCommand
 from hik2mqtt.runtime import Runtime
-from hik2mqtt.web import CameraView, CommandOutcome, ReadRecord, WebService
+from hik2mqtt.web import CameraView, CommandOutcome, WebService
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +31,21 @@ class PageBackend:
         self._pictures: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
 
-    # -- what the pipeline hands on (called under its lock: only quick work) ---------------
+    # -- what the pipeline hands on (on the thread that brought the read: quick work only) -
 
     def observe(self, effect: Recorded | PictureSeen) -> None:
         if isinstance(effect, PictureSeen):
             with self._lock:
                 self._pictures[(effect.camera, effect.kind)] = effect.data
             return
-        if self.service is None:
-            return
-        payload = effect.doc
-        gate = effect.gate or {}
-        record = ReadRecord.from_payload(
-            payload,
-            received=datetime.fromisoformat(payload["received"]),
-            gate_open=gate.get("open") if effect.gate else None,
-            gate_reason=gate.get("reason") if effect.gate else None,
-        )
-        self.service.read(replace(record, payload_json=effect.payload.decode()))
+        if self.service is not None:
+            gate = effect.gate
+            self.service.published(
+                effect.doc,
+                effect.payload,
+                None if gate is None else gate.get("open"),
+                None if gate is None else gate.get("reason"),
+            )
 
     # -- WebBackend -------------------------------------------------------------------------
 

@@ -139,7 +139,8 @@ class Runtime:
         # More reasons the bridge is not healthy (the web page's server, when it runs).
         self.extra_problems: list[Callable[[], str | None]] = []
         # Who else sees each published read and picture (the web page and its history);
-        # called under the pipeline lock, so they must only queue what they get.
+        # called on the thread that brought the read, after the pipeline's lock is let go,
+        # so they must only queue what they get.
         self.observers: list[Callable[[Recorded | PictureSeen], None]] = []
 
     # -- inputs -----------------------------------------------------------------------------
@@ -173,7 +174,9 @@ class Runtime:
                 log.exception("error deciding about %s", type(item).__name__)
                 return []
             for effect in effects:
-                if isinstance(effect, WriteFile | FetchDeviceInfo):
+                # Files, threads and the page's copy of a read need no decision's lock:
+                # they are carried out after it, on this same thread.
+                if isinstance(effect, WriteFile | FetchDeviceInfo | Recorded | PictureSeen):
                     later.append(effect)
                 else:
                     self._apply_safely(effect)

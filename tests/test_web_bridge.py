@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import requests
 
+from hik2mqtt.pipeline import Recorded
 from hik2mqtt.simulator import Simulator
 from tests.conftest import (
     AnyBroker,
@@ -120,3 +123,65 @@ def test_reads_commands_and_lists_through_the_real_bridge(
         return any(r["plate"] == "XY99ZZZ" and r["match"] for r in reads)
 
     wait_until(matched)
+
+
+def test_the_history_keeps_each_read_as_published_and_a_slow_page_holds_up_no_camera(
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    run_bridge: RunBridge,
+    subscribe: Subscribe,
+    tmp_path: Path,
+) -> None:
+    """The history stores a read's JSON exactly as it went to MQTT (not encoded twice) with
+    the gate's decision beside it; and the page's share of a read is taken after the
+    pipeline's lock is let go: while it is held up for one camera, another camera's reads
+    are still published."""
+    history = tmp_path / "history"
+    sub = subscribe(f"{prefix}/#")
+    with Simulator(heartbeat=None) as other:
+        bridge = run_bridge(
+            bridge_settings(
+                broker,
+                prefix,
+                {
+                    "gate": {**camera_config(simulator), "gate": {"enabled": True}},
+                    "other": camera_config(other),
+                },
+                web={"port": free_port()},
+                history={"dir": str(history)},
+            )
+        )
+        assert simulator.wait_for_streams(1)
+        assert other.wait_for_streams(1)
+        simulator.emit_read("AB12CDE")
+        (published,) = sub.wait_for(f"{prefix}/gate/plate")
+        db = sqlite3.connect(history / "history.sqlite3")
+        try:
+            row = wait_until(
+                lambda: db.execute("SELECT data, gate, gate_reason FROM reads").fetchone()
+            )
+        finally:
+            db.close()
+        assert row[0].encode() == published.payload
+        (decision,) = sub.wait_for(f"{prefix}/gate/gate")
+        assert (bool(row[1]), row[2]) == (
+            json.loads(decision.payload)["open"],
+            json.loads(decision.payload)["reason"],
+        )
+
+        held, release = threading.Event(), threading.Event()
+
+        def slow(effect: object) -> None:
+            if isinstance(effect, Recorded) and effect.camera == "gate":
+                held.set()
+                release.wait(10)
+
+        bridge.runtime.observers.insert(0, slow)
+        try:
+            simulator.emit_read("HE11LD")
+            assert held.wait(10)
+            other.emit_read("OT43RS")
+            sub.wait_for(f"{prefix}/other/plate")  # while the gate camera's read is held
+        finally:
+            release.set()

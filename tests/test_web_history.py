@@ -267,3 +267,105 @@ def test_record_from_the_published_payload() -> None:
     assert (rec.gate_open, rec.gate_reason, rec.event_id) == (False, "dup", read.event_id)
     assert rec.pictures == {"plate": Path("/pics/p.jpg"), "vehicle": None}
     assert rec.payload == payload
+
+
+OLD_SCHEMA = """
+CREATE TABLE reads (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, camera TEXT NOT NULL, plate TEXT, folded TEXT,
+    list TEXT, duplicate INTEGER NOT NULL, retransmitted INTEGER NOT NULL, gate INTEGER,
+    data TEXT NOT NULL
+);
+CREATE INDEX reads_folded ON reads (folded, id);
+"""
+
+
+def test_a_history_from_0_2_0_is_moved_to_this_layout(tmp_path: Path) -> None:
+    """0.2.0 wrapped the published JSON in a document of its own; opening such a file
+    moves each read to today's columns once, and it is found as before (gate reason and
+    picture included); a row that is not JSON costs only itself."""
+    import json
+    import sqlite3
+
+    folder = tmp_path / "history"
+    folder.mkdir()
+    received = datetime.now().astimezone()
+    received_text = received.isoformat(timespec="milliseconds")
+    published = {
+        "camera": "gate",
+        "plate": "AB12CDE",
+        "normalized": "AB12CDE",
+        "received": received_text,
+        "confidence": 93,
+        "match": {"list": "allow"},
+        "images": {"plate": {"topic": "t", "file": "/pics/p.jpg"}},
+    }
+    old_doc = {
+        "normalized": "AB12CDE",
+        "received": received.isoformat(),
+        "gate_reason": "on list",
+        "pictures": {"plate": "/pics/p.jpg"},
+        "payload": published,
+    }
+    db = sqlite3.connect(folder / "history.sqlite3")
+    db.executescript(OLD_SCHEMA)
+    rows = [
+        (7, received.timestamp(), "gate", "AB12CDE", fold("AB12CDE"), "allow", 0, 0, 1),
+        (8, received.timestamp(), "gate", "BROKEN", fold("BROKEN"), None, 0, 0, None),
+    ]
+    db.execute("INSERT INTO reads VALUES (?,?,?,?,?,?,?,?,?,?)", (*rows[0], json.dumps(old_doc)))
+    db.execute("INSERT INTO reads VALUES (?,?,?,?,?,?,?,?,?,?)", (*rows[1], "not json"))
+    db.commit()
+    db.close()
+
+    store = History(folder)
+    store.start()
+    try:
+        (found,) = store.search(Query(plate="ab12 cde")).records
+        assert (found.id, found.camera, found.confidence, found.match) == (7, "gate", 93, "allow")
+        assert (found.gate_open, found.gate_reason) == (True, "on list")
+        assert found.pictures == {"plate": Path("/pics/p.jpg")}
+        assert found.received == datetime.fromisoformat(received_text)
+        (broken,) = store.search(Query(plate="BROKEN")).records
+        assert broken.id == 8
+        assert broken.received.timestamp() == pytest.approx(received.timestamp())
+        assert store.add(record("gate", "NEW1")).id == 9
+    finally:
+        store.close()
+    again = History(folder)  # opened again: nothing left to move
+    try:
+        assert [r.id for r in again.search(Query()).records] == [9, 8, 7]
+    finally:
+        again.close()
+
+
+def test_a_published_read_is_stored_as_sent(tmp_path: Path) -> None:
+    """add_published() keeps the JSON text as the bridge sent it; the record made from it
+    when asked for has the read's fields and the gate decision."""
+    import json
+    import sqlite3
+
+    store = History(tmp_path)
+    store.start()
+    doc = {
+        "camera": "gate",
+        "plate": "XY99ZZZ",
+        "received": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+        "duplicate": True,
+        "direction": "reverse",
+    }
+    text = json.dumps(doc, indent=1).encode()  # whatever its spacing: stored as it is
+    try:
+        read_id = store.add_published(doc, text, False, "duplicate")
+        live = store.get(read_id)  # before it is written
+        assert live is not None
+        assert (live.plate, live.duplicate, live.direction) == ("XY99ZZZ", True, "reverse")
+        assert (live.gate_open, live.gate_reason) == (False, "duplicate")
+        assert store.flush()
+        assert store.search(Query(duplicate=True)).records == [live]
+    finally:
+        store.close()
+    db = sqlite3.connect(tmp_path / "history.sqlite3")
+    try:
+        assert db.execute("SELECT data FROM reads").fetchone()[0].encode() == text
+    finally:
+        db.close()

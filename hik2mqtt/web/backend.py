@@ -53,7 +53,8 @@ class CommandOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ReadRecord:
-    """One read as the page and the history see it (built once, by the bridge)."""
+    """One read as the page and the history show it (made from the read's published JSON
+    when asked for: the bridge hands the history that JSON, never a record)."""
 
     camera: str
     plate: str | None
@@ -71,9 +72,6 @@ class ReadRecord:
     pictures: Mapping[str, Path | None] = field(default_factory=dict)  # kind -> file
     payload: Mapping[str, Any] = field(default_factory=dict)  # the published JSON
     id: int = 0  # given by the history when it is added
-    # The published JSON as text, when the bridge has it (the history stores it as it is
-    # instead of encoding ``payload`` again).
-    payload_json: str = field(default="", repr=False, compare=False)
 
     def with_id(self, new_id: int) -> ReadRecord:
         return replace(self, id=new_id)
@@ -86,33 +84,53 @@ class ReadRecord:
         received: datetime,
         gate_open: bool | None = None,
         gate_reason: str | None = None,
+        id: int = 0,
     ) -> ReadRecord:
         """A record from the JSON published on ``<prefix>/<camera>/plate`` (as a dict)."""
-        match = payload.get("match")
+        camera, plate, match, duplicate, retransmitted = search_fields(payload)
         images = payload.get("images")
         pictures: dict[str, Path | None] = {}
         if isinstance(images, Mapping):
-            for kind, where in images.items():
-                file = where.get("file") if isinstance(where, Mapping) else None
-                pictures[str(kind)] = Path(file) if isinstance(file, str) and file else None
+            for kind, file in picture_files(images).items():
+                pictures[kind] = Path(file) if file else None
         confidence = payload.get("confidence")
         return cls(
-            camera=str(payload.get("camera", "")),
-            plate=_text(payload.get("plate")),
+            camera=camera,
+            plate=plate,
             normalized=_text(payload.get("normalized")),
             received=received,
             time=_text(payload.get("time")),
             confidence=confidence if isinstance(confidence, int) else None,
             direction=_text(payload.get("direction")),
-            match=_text(match.get("list")) if isinstance(match, Mapping) else None,
-            duplicate=payload.get("duplicate") is True,
-            retransmitted=payload.get("retransmitted") is True,
+            match=match,
+            duplicate=duplicate,
+            retransmitted=retransmitted,
             gate_open=gate_open,
             gate_reason=gate_reason,
             event_id=_text(payload.get("event_id")),
             pictures=pictures,
-            payload=dict(payload),
+            payload=payload,
+            id=id,
         )
+
+    def as_payload(self) -> dict[str, Any]:
+        """The record as the JSON the bridge publishes for a read (``payload`` with this
+        record's fields over it): what the history stores, and ``from_payload`` reads back."""
+        return {
+            **self.payload,
+            "camera": self.camera,
+            "plate": self.plate,
+            "normalized": self.normalized,
+            "time": self.time,
+            "received": self.received.isoformat(),
+            "confidence": self.confidence,
+            "direction": self.direction,
+            "match": None if self.match is None else {"list": self.match},
+            "duplicate": self.duplicate,
+            "retransmitted": self.retransmitted,
+            "event_id": self.event_id,
+            "images": {k: {"file": str(v) if v else None} for k, v in self.pictures.items()},
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON the API and the live feed send (picture URLs, never file paths)."""
@@ -140,6 +158,28 @@ class ReadRecord:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def search_fields(payload: Mapping[str, Any]) -> tuple[str, str | None, str | None, bool, bool]:
+    """What the history searches by, from a read's published JSON: camera, plate, the
+    name of the list it matched, duplicate, retransmitted."""
+    match = payload.get("match")
+    return (
+        str(payload.get("camera", "")),
+        _text(payload.get("plate")),
+        _text(match.get("list")) if isinstance(match, Mapping) else None,
+        payload.get("duplicate") is True,
+        payload.get("retransmitted") is True,
+    )
+
+
+def picture_files(images: Mapping[str, Any]) -> dict[str, str | None]:
+    """Kind -> picture file (or None) from a read's published ``images``."""
+    files: dict[str, str | None] = {}
+    for kind, where in images.items():
+        file = where.get("file") if isinstance(where, Mapping) else None
+        files[str(kind)] = file if isinstance(file, str) and file else None
+    return files
 
 
 class WebBackend(Protocol):

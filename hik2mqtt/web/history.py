@@ -1,9 +1,12 @@
 """The history of reads behind the page: SQLite in a folder, or the last 1,000 in memory.
 
-``add()`` is called on the bridge's own thread and never waits for the disk: records go
-into a bounded queue (when it is full the oldest waiting record is dropped and counted)
-that one writer thread empties in batches. Searches and erasures run on the web
-server's threads. Both share one connection under a lock; SQLite serialises writes anyway.
+``add_published()`` is called on the bridge's own thread with a read's published JSON
+(the dict and its bytes, as sent to MQTT) and never waits for the disk: the read goes into
+a bounded queue (when it is full the oldest waiting read is dropped and counted) that one
+writer thread empties in batches, storing the published JSON as it is, beside the columns
+searches filter on. No :class:`ReadRecord` is built for a read until someone asks for it
+(a search, a picture, an open page). Searches and erasures run on the web server's
+threads. Both share one connection under a lock; SQLite serialises writes anyway.
 
 Plate searches compare plates as the lists do (``plates.normalize``, then the pairs
 cameras confuse folded: 0/O, 1/I, 8/B, 5/S, 2/Z), optionally within an edit distance of
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hik2mqtt.plates import CONFUSABLE, distance, normalize
-from hik2mqtt.web.backend import ReadRecord
+from hik2mqtt.web.backend import ReadRecord, picture_files, search_fields
 
 log = logging.getLogger(__name__)
 BATCH_DELAY = 0.2  # seconds the writer gathers a burst of reads into one transaction
@@ -53,14 +56,24 @@ CREATE TABLE IF NOT EXISTS reads (
     duplicate INTEGER NOT NULL,
     retransmitted INTEGER NOT NULL,
     gate INTEGER,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,  -- the read's JSON as published on <prefix>/<camera>/plate
+    gate_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS reads_folded ON reads (folded, id);
 CREATE INDEX IF NOT EXISTS reads_ts ON reads (ts);
 CREATE INDEX IF NOT EXISTS reads_camera ON reads (camera, id);
 """
 
-_SELECT = "SELECT id, ts, camera, plate, list, duplicate, retransmitted, gate, data FROM reads"
+_SELECT = "SELECT id, ts, gate, gate_reason, data FROM reads"
+
+# 0.2.0 kept the published JSON inside its own document (under "payload", with the gate's
+# reason beside it): moved to the columns of today, once, when such a file is opened.
+_MIGRATE_0_2_0 = """
+ALTER TABLE reads ADD COLUMN gate_reason TEXT;
+UPDATE reads SET gate_reason = json_extract(data, '$.gate_reason'),
+                 data = json_extract(data, '$.payload')
+ WHERE json_valid(data) AND json_type(data, '$.payload') = 'object';
+"""
 
 CSV_COLUMNS = (
     "id",
@@ -84,6 +97,49 @@ def fold(plate: str | None) -> str | None:
     """A plate as the history compares it: normalised, confusable pairs folded."""
     normalized = normalize(plate)
     return normalized.translate(CONFUSABLE) if normalized else None
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A read handed to the history: its published JSON (the dict, and the same as text
+    when the bridge has it) and the gate's decision."""
+
+    id: int
+    doc: dict[str, Any]
+    text: bytes | str | None
+    gate_open: bool | None
+    gate_reason: str | None
+
+    def record(self) -> ReadRecord:
+        return ReadRecord.from_payload(
+            self.doc,
+            received=_received(self.doc, None),
+            gate_open=self.gate_open,
+            gate_reason=self.gate_reason,
+            id=self.id,
+        )
+
+    def row(self) -> tuple[Any, ...]:
+        camera, plate, match, duplicate, retransmitted = search_fields(self.doc)
+        if isinstance(self.text, bytes):
+            data = self.text.decode(errors="replace")
+        elif self.text:
+            data = self.text
+        else:
+            data = json.dumps(self.doc, ensure_ascii=False, separators=(",", ":"))
+        return (
+            self.id,
+            _received(self.doc, None).timestamp(),
+            camera,
+            plate,
+            fold(plate),
+            match,
+            int(duplicate),
+            int(retransmitted),
+            None if self.gate_open is None else int(self.gate_open),
+            data,
+            self.gate_reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +214,16 @@ class History:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if "gate_reason" not in {row[1] for row in self._db.execute("PRAGMA table_info(reads)")}:
+            self._db.executescript(f"BEGIN; {_MIGRATE_0_2_0} COMMIT;")
+            log.info("history: %s moved to this version's layout", target)
         self._db_lock = threading.Lock()
         last = self._db.execute("SELECT max(id) FROM reads").fetchone()[0]
         self._next_id = int(last or 0) + 1
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._queue: collections.deque[ReadRecord] = collections.deque(maxlen=queue_size)
-        self._recent: collections.OrderedDict[int, ReadRecord] = collections.OrderedDict()
+        self._queue: collections.deque[_Waiting] = collections.deque(maxlen=queue_size)
+        self._recent: collections.OrderedDict[int, _Waiting] = collections.OrderedDict()
         self._latest: dict[str, int] = {}
         self._pending = 0
         self._pending_flush = 0  # callers of flush() waiting: write at once
@@ -176,25 +235,39 @@ class History:
 
     # -- the bridge's side ---------------------------------------------------------------
 
-    def add(self, record: ReadRecord) -> ReadRecord:
-        """Queue a read for writing; returns it with its id. Never blocks on the disk."""
+    def add_published(
+        self,
+        doc: dict[str, Any],
+        text: bytes | str | None = None,
+        gate_open: bool | None = None,
+        gate_reason: str | None = None,
+    ) -> int:
+        """Queue a read for writing: ``doc`` is its JSON as published on MQTT (not to be
+        changed afterwards), ``text`` the same as sent (stored as it is; encoded from
+        ``doc`` when None). Returns the read's id. Never blocks on the disk."""
+        camera = str(doc.get("camera", ""))  # as ReadRecord.from_payload reads it
         with self._lock:
-            record = record.with_id(self._next_id)
+            waiting = _Waiting(self._next_id, doc, text, gate_open, gate_reason)
             self._next_id += 1
             if len(self._queue) == self._queue.maxlen:
                 self.dropped += 1
                 self._pending -= 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning("history: writer behind, %d reads dropped so far", self.dropped)
-            self._queue.append(record)
+            self._queue.append(waiting)
             self._pending += 1
-            self._recent[record.id] = record
-            while len(self._recent) > MEMORY_READS:
+            self._recent[waiting.id] = waiting
+            if len(self._recent) > MEMORY_READS:
                 self._recent.popitem(last=False)
-            self._latest[record.camera] = record.id
+            self._latest[camera] = waiting.id
             if len(self._queue) in (1, BATCH_ROWS):  # the writer waits for these two
                 self._wake.notify_all()  # (flush() callers wait on the same condition)
-        return record
+        return waiting.id
+
+    def add(self, record: ReadRecord) -> ReadRecord:
+        """Queue a read made elsewhere (the demo, tests); returns it with its id."""
+        doc = record.as_payload()
+        return record.with_id(self.add_published(doc, None, record.gate_open, record.gate_reason))
 
     def is_latest(self, record: ReadRecord) -> bool:
         """True when ``record`` is the last read seen from its camera."""
@@ -279,26 +352,12 @@ class History:
             if stopping:
                 return
 
-    def _write(self, batch: list[ReadRecord]) -> None:
-        rows = [
-            (
-                r.id,
-                r.received.timestamp(),
-                r.camera,
-                r.plate,
-                fold(r.plate),
-                r.match,
-                int(r.duplicate),
-                int(r.retransmitted),
-                None if r.gate_open is None else int(r.gate_open),
-                _data_json(r),
-            )
-            for r in batch
-        ]
+    def _write(self, batch: list[_Waiting]) -> None:
+        rows = [waiting.row() for waiting in batch]
         with self._db_lock:
             self._db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT INTO reads VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
                 if self.folder is None:
                     self._db.execute(
                         "DELETE FROM reads WHERE id <= ?", (batch[-1].id - self.memory_reads,)
@@ -315,8 +374,9 @@ class History:
         with self._db_lock:
             gone = self._db.execute("DELETE FROM reads WHERE ts < ?", (cutoff,)).rowcount
         with self._lock:
-            for key in [k for k, r in self._recent.items() if r.received.timestamp() < cutoff]:
-                del self._recent[key]
+            for key, waiting in list(self._recent.items()):
+                if _received(waiting.doc, None).timestamp() < cutoff:
+                    del self._recent[key]
         if gone:
             log.info("history: %d reads older than %g days deleted", gone, self.keep_days)
         return int(gone)
@@ -328,13 +388,9 @@ class History:
         with self._lock:
             found = self._recent.get(read_id)
         if found is not None:
-            return found
+            return found.record()
         with self._db_lock:
-            row = self._db.execute(
-                "SELECT id, ts, camera, plate, list, duplicate, retransmitted, gate, data "
-                "FROM reads WHERE id = ?",
-                (read_id,),
-            ).fetchone()
+            row = self._db.execute(f"{_SELECT} WHERE id = ?", (read_id,)).fetchone()
         return _record(row) if row else None
 
     def search(self, query: Query) -> Page:
@@ -389,11 +445,12 @@ class History:
             self._db.execute("DELETE FROM reads WHERE folded = ?", (folded,))
         files: list[str] = []
         for _, data in rows:
-            files.extend(p for p in json.loads(data).get("pictures", {}).values() if p)
+            files.extend(_files(_doc(data)))
         with self._lock:
-            for key in [k for k, r in self._recent.items() if fold(r.plate) == folded]:
-                files.extend(str(p) for p in self._recent[key].pictures.values() if p)
-                del self._recent[key]
+            for key, waiting in list(self._recent.items()):
+                if fold(search_fields(waiting.doc)[1]) == folded:
+                    files.extend(_files(waiting.doc))
+                    del self._recent[key]
         pictures = sum(self._unlink(Path(f)) for f in set(files))
         log.info("history: erased %d reads of one plate and %d pictures", len(rows), pictures)
         return Erased(len(rows), pictures)
@@ -472,54 +529,38 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _data(r: ReadRecord) -> dict[str, Any]:
-    return {
-        "normalized": r.normalized,
-        "time": r.time,
-        "received": r.received.isoformat(),
-        "confidence": r.confidence,
-        "direction": r.direction,
-        "gate_reason": r.gate_reason,
-        "event_id": r.event_id,
-        "pictures": {k: str(v) if v else None for k, v in r.pictures.items()},
-        "payload": dict(r.payload),
-    }
+def _doc(data: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
-def _data_json(r: ReadRecord) -> str:
-    """:func:`_data` as JSON; the payload's JSON text is used as it is when the record
-    carries it (it was encoded once already, for MQTT)."""
-    if not r.payload_json:
-        return json.dumps(_data(r), ensure_ascii=False, separators=(",", ":"))
-    data = _data(r)
-    del data["payload"]
-    head = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f'{head[:-1]},"payload":{r.payload_json}}}'
+def _files(doc: dict[str, Any]) -> list[str]:
+    images = doc.get("images")
+    return [f for f in picture_files(images).values() if f] if isinstance(images, dict) else []
+
+
+def _received(doc: dict[str, Any], ts: float | None) -> datetime:
+    """When the bridge received a read: its JSON's ``received``, else the stored time."""
+    text = doc.get("received")
+    if isinstance(text, str):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
 
 
 def _record(row: tuple[Any, ...]) -> ReadRecord:
-    rid, ts, camera, plate, match, duplicate, retransmitted, gate, data = row
-    doc = json.loads(data)
-    try:
-        received = datetime.fromisoformat(doc["received"])
-    except (KeyError, TypeError, ValueError):
-        received = datetime.fromtimestamp(ts, UTC)
-    return ReadRecord(
-        camera=camera,
-        plate=plate,
-        normalized=doc.get("normalized"),
-        received=received,
-        time=doc.get("time"),
-        confidence=doc.get("confidence"),
-        direction=doc.get("direction"),
-        match=match,
-        duplicate=bool(duplicate),
-        retransmitted=bool(retransmitted),
+    rid, ts, gate, gate_reason, data = row
+    doc = _doc(data)
+    return ReadRecord.from_payload(
+        doc,
+        received=_received(doc, ts),
         gate_open=None if gate is None else bool(gate),
-        gate_reason=doc.get("gate_reason"),
-        event_id=doc.get("event_id"),
-        pictures={k: Path(v) if v else None for k, v in (doc.get("pictures") or {}).items()},
-        payload=doc.get("payload") or {},
+        gate_reason=gate_reason,
         id=rid,
     )
 

@@ -60,6 +60,12 @@ class LiveFeed:
         with self._lock:
             self._clients.discard(client)
 
+    @property
+    def watched(self) -> bool:
+        """Some page is open (a hint, read without the lock: a page that opens meanwhile
+        loads the reads before it anyway)."""
+        return bool(self._clients)
+
     def publish(self, record: ReadRecord) -> None:
         """Send a read to every open page; never blocks."""
         if not self._clients:  # nobody watching: no JSON to build

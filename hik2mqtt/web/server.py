@@ -12,7 +12,9 @@ import logging
 import socket
 import sqlite3
 import threading
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import h11
 import uvicorn
@@ -237,8 +239,30 @@ class WebService:
         """The server and the history writer are running (for the bridge's health)."""
         return self.server.alive and self.history.alive
 
+    def published(
+        self,
+        doc: dict[str, Any],
+        payload: bytes,
+        gate_open: bool | None,
+        gate_reason: str | None,
+    ) -> None:
+        """A read the bridge published (its JSON as a dict, not to be changed, and as
+        sent): into the history and onto open pages. Never blocks; a record is made
+        only when a page is open."""
+        read_id = self.history.add_published(doc, payload, gate_open, gate_reason)
+        if self.live.watched:
+            self.live.publish(
+                ReadRecord.from_payload(
+                    doc,
+                    received=datetime.fromisoformat(doc["received"]),
+                    gate_open=gate_open,
+                    gate_reason=gate_reason,
+                    id=read_id,
+                )
+            )
+
     def read(self, record: ReadRecord) -> ReadRecord:
-        """A read the bridge published: into the history and onto open pages. Never blocks."""
+        """A read made elsewhere (the demo, tests): into the history and onto open pages."""
         stored = self.history.add(record)
         self.live.publish(stored)
         return stored
