@@ -10,8 +10,9 @@ cost a read adds on the bridge's thread.
 - page: the first load as the browser does it (/, app.js, style.css, /api/session,
   /api/cameras) over HTTP, and in headless Chromium (navigation to load event) when
   Debian's chromium is installed.
-- bridge cost: CPU per ``WebService.read()`` call (history queue + live fan-out to one page)
-  next to building the read's JSON payload, which the bridge does anyway (a ratio).
+- bridge cost: CPU per ``WebService.published()`` call (the history's queue; no page open)
+  and the history writer's share, next to building the read's JSON payload, which the
+  bridge does anyway (a ratio).
 """
 
 from __future__ import annotations
@@ -250,25 +251,38 @@ def bench_page(runs: int) -> dict[str, float]:
 
 
 def bench_bridge_cost(count: int) -> dict[str, float]:
-    """CPU on the bridge's thread: WebService.read() vs building the read's payload."""
+    """CPU on the bridge's thread: WebService.published() (what the page's observer calls
+    for each read) vs building the read's payload, which the bridge does anyway."""
     read = decode(make_read("AB12CDE").xml)
     assert isinstance(read, PlateRead)
     received = datetime.now().astimezone()
+    images = {"plate": {"topic": "anpr/gate/image/plate", "file": "/pictures/gate/p.jpg"}}
     t = time.process_time()
     for _ in range(count):
-        plate_payload(camera="gate", read=read, source="stream", received=received, images={})
+        plate_payload(camera="gate", read=read, source="stream", received=received, images=images)
     payload_cost = (time.process_time() - t) / count
+    published = [
+        plate_payload(
+            camera="gate",
+            read=read,
+            source="stream",
+            received=received,
+            images=images,
+            extra={"normalized": f"BC{n:06d}", "match": None, "duplicate": False},
+        )
+        for n in range(count)
+    ]
+    docs = [json.loads(payload) for payload in published]
     with tempfile.TemporaryDirectory() as folder:
         backend = FakeBackend(views=[camera("gate")])
         service = WebService(
             backend=backend, host="127.0.0.1", port=0, password=None, history_dir=Path(folder)
         )
         service.start()
-        records = [record("gate", f"BC{n:06d}") for n in range(count)]
         t = time.process_time()
         started = time.perf_counter()
-        for rec in records:
-            service.read(rec)
+        for doc, payload in zip(docs, published, strict=True):
+            service.published(doc, payload, True, "on list")
         call_cpu = (time.process_time() - t) / count  # includes the writer thread's CPU
         call_wall = (time.perf_counter() - started) / count
         service.history.flush(120)
@@ -276,8 +290,8 @@ def bench_bridge_cost(count: int) -> dict[str, float]:
         service.stop()
     return {
         "payload": payload_cost,
-        "read() wall": call_wall,
-        "read() cpu": call_cpu,
+        "published() wall": call_wall,
+        "published() cpu": call_cpu,
         "with writer": total_cpu,
     }
 
@@ -307,7 +321,8 @@ def main() -> int:
     )
     cost = bench_bridge_cost(8_000)  # fewer than the history queue holds: none dropped
     print(
-        f"bridge thread per read: WebService.read() {cost['read() wall'] * 1e6:.1f} us wall; "
+        f"bridge thread per read: WebService.published() {cost['published() wall'] * 1e6:.1f} "
+        "us wall; "
         f"payload JSON (done anyway) {cost['payload'] * 1e6:.1f} us; "
         f"CPU incl. the history writer {cost['with writer'] * 1e6:.1f} us "
         f"({cost['with writer'] / cost['payload']:.1f}x the payload)"
