@@ -28,7 +28,8 @@ class PageBackend:
         self.settings = settings
         self.runtime = runtime
         self.service: WebService | None = None
-        self._pictures: dict[tuple[str, str], bytes] = {}
+        # (camera, kind) -> the event id of the read it belongs to, and the picture
+        self._pictures: dict[tuple[str, str], tuple[str | None, bytes]] = {}
         self._lock = threading.Lock()
 
     # -- what the pipeline hands on (on the thread that brought the read: quick work only) -
@@ -36,7 +37,7 @@ class PageBackend:
     def observe(self, effect: Recorded | PictureSeen) -> None:
         if isinstance(effect, PictureSeen):
             with self._lock:
-                self._pictures[(effect.camera, effect.kind)] = effect.data
+                self._pictures[(effect.camera, effect.kind)] = (effect.event_id, effect.data)
             return
         if self.service is not None:
             gate = effect.gate
@@ -68,9 +69,12 @@ class PageBackend:
             )
         return views
 
-    def latest_picture(self, camera: str, kind: str) -> bytes | None:
+    def latest_picture(self, camera: str, kind: str, event_id: str | None = None) -> bytes | None:
         with self._lock:
-            return self._pictures.get((camera, kind))
+            found = self._pictures.get((camera, kind))
+        if found is None or (event_id is not None and found[0] != event_id):
+            return None  # none yet, or the one before (a read comes before its pictures)
+        return found[1]
 
     def submit(
         self,

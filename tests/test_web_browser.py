@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from hik2mqtt.simulator import PLATE_JPEG, VEHICLE_JPEG
+from hik2mqtt.simulator import PLATE_JPEG, VEHICLE_JPEG, Simulator, encode_read, make_read
+from hik2mqtt.simulator.encoders import encode_part
+from hik2mqtt.simulator.templates import XML_TYPE
 from hik2mqtt.web.demo import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -24,7 +27,14 @@ from hik2mqtt.web.demo import (
     record,
 )
 from hik2mqtt.web.server import WebService
-from tests.conftest import wait_until
+from tests.conftest import (
+    AnyBroker,
+    RunBridge,
+    bridge_settings,
+    camera_config,
+    free_port,
+    wait_until,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -239,3 +249,71 @@ def test_keyboard_reaches_the_tabs_and_buttons(
         ".map(e => e.name || e.id)"
     )
     assert unlabelled == []
+
+
+def test_the_real_bridge_in_the_browser_right_pictures_and_read_now(
+    browser: WebDriver,
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    run_bridge: RunBridge,
+) -> None:
+    """The page on the real bridge and a simulated camera: a read is shown live before its
+    pictures have come from the camera, and the page shows that read's pictures when they
+    do, never the vehicle before's (the API answers 404 "not here yet" meanwhile); "Read
+    now" on the page reaches the camera."""
+    port = free_port()
+    run_bridge(
+        bridge_settings(
+            broker,
+            prefix,
+            {"gate": camera_config(simulator)},
+            web={"port": port, "password": PASSWORD},
+        )
+    )
+    assert simulator.wait_for_streams(1)
+    service_url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    simulator.emit_read("FIRST1", picture_size=5_000)  # its pictures are the "latest" ones
+    wait_until(lambda: requests.get(f"{service_url}/api/cameras/gate/pictures/plate", headers=auth))
+
+    browser.get(service_url + "/")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+
+    read = make_read("SECOND2", picture_size=9_000)
+    whole = encode_read(read, simulator.boundary)
+    first = encode_part(simulator.boundary, read.xml, content_type=XML_TYPE)
+    assert whole.startswith(first)
+    simulator.send_raw(first)  # the read, and its pictures not yet
+    item = wait_until(
+        lambda: next(
+            (
+                li
+                for li in browser.find_elements(By.CSS_SELECTOR, "#reads li.read")
+                if "SECOND2" in li.text
+            ),
+            None,
+        ),
+        timeout=15,
+    )
+    (listed,) = wait_until(  # searchable once the history's writer has had its turn
+        lambda: requests.get(
+            f"{service_url}/api/reads", params={"plate": "SECOND2"}, headers=auth, timeout=10
+        ).json()["reads"]
+    )
+    early = requests.get(service_url + listed["pictures"]["plate"], headers=auth, timeout=10)
+    assert early.status_code == 404
+    assert early.headers["retry-after"] == "1"
+
+    simulator.send_raw(whole[len(first) :])  # now the pictures
+    pictures = item.find_elements(By.CSS_SELECTOR, "img.picture")
+    assert len(pictures) == 2
+    wait_until(lambda: all(image_loaded(browser, img) for img in pictures), timeout=15)
+    late = requests.get(service_url + listed["pictures"]["plate"], headers=auth, timeout=10)
+    assert late.content == read.pictures["licensePlatePicture.jpg"]
+
+    before = simulator.count("/ISAPI/Traffic/MNPR")
+    browser.find_element(By.XPATH, "//button[text()='Read now']").click()
+    wait_until(lambda: simulator.count("/ISAPI/Traffic/MNPR") > before)

@@ -390,9 +390,14 @@ class WebApp:
         if file is not None:
             return FileResponse(file, media_type="image/jpeg")
         if self.history.is_latest(record):
-            data = self.backend.latest_picture(record.camera, kind)
+            data = self.backend.latest_picture(record.camera, kind, record.event_id)
             if data is not None:
                 return Response(data, media_type="image/jpeg")
+            # A read is shown before its pictures arrive (they follow it from the camera,
+            # and a file is written after the read is published): ask again shortly.
+            answer = _error(404, "picture not here yet")
+            answer.headers["Retry-After"] = "1"
+            return answer
         return _error(404, "picture not kept (set HIK2MQTT_IMAGES__DIR to keep pictures)")
 
     async def live_feed(self, request: Request) -> Response:

@@ -190,8 +190,10 @@ class WebBackend(Protocol):
         """Every configured camera, in a stable order."""
         ...
 
-    def latest_picture(self, camera: str, kind: str) -> bytes | None:
-        """The last picture of this kind from this camera (a JPEG), or None."""
+    def latest_picture(self, camera: str, kind: str, event_id: str | None = None) -> bytes | None:
+        """The last picture of this kind from this camera (a JPEG), or None; with
+        ``event_id``, only when it is the picture of that read (a read is published
+        before its pictures arrive: until then the last one is another vehicle's)."""
         ...
 
     def submit(

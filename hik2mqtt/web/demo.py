@@ -72,8 +72,8 @@ class FakeBackend:
                 for v in self.views
             ]
 
-    def latest_picture(self, camera: str, kind: str) -> bytes | None:
-        return self.pictures.get((camera, kind))
+    def latest_picture(self, camera: str, kind: str, event_id: str | None = None) -> bytes | None:
+        return self.pictures.get((camera, kind))  # the demo's reads share their pictures
 
     def submit(
         self, camera: str, kind: CommandKind, output: int | None, value: str

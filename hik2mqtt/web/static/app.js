@@ -63,7 +63,11 @@ function when(iso) {
   return isNaN(date) ? String(iso || "") : date.toLocaleString();
 }
 
-function readItem(read) {
+// A read arrives live before its pictures do (they follow it from the camera): its
+// pictures are asked for again a few times before "no picture" is shown.
+const PICTURE_RETRIES = [500, 1000, 2000];
+
+function readItem(read, live = false) {
   const item = $("read-template").content.firstElementChild.cloneNode(true);
   item.dataset.id = String(read.id);
   const pictures = item.querySelector(".pictures");
@@ -74,7 +78,16 @@ function readItem(read) {
       src: read.pictures[kind], alt: kind + " picture of " + (read.plate || "an unread plate"),
       loading: "lazy", className: "picture " + (kind === "plate" ? "plate-picture" : "vehicle-picture"),
     });
-    img.addEventListener("error", () => { img.replaceWith(el("span", { className: "nopicture", text: "no " + kind + " picture kept" })); });
+    let tries = 0;
+    img.addEventListener("error", () => {
+      if (live && tries < PICTURE_RETRIES.length) {
+        const delay = PICTURE_RETRIES[tries];
+        tries += 1;
+        setTimeout(() => { img.src = read.pictures[kind] + "?try=" + tries; }, delay);
+        return;
+      }
+      img.replaceWith(el("span", { className: "nopicture", text: "no " + kind + " picture kept" }));
+    });
     pictures.append(img);
   }
   if (kinds.length === 0) pictures.append(el("span", { className: "nopicture", text: "no picture" }));
@@ -97,7 +110,7 @@ function readItem(read) {
 
 function addLive(read) {
   const list = $("reads");
-  list.prepend(readItem(read));
+  list.prepend(readItem(read, true));
   while (list.childElementCount > MAX_LIVE) list.lastElementChild.remove();
   $("reads-empty").hidden = true;
 }
