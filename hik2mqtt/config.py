@@ -212,6 +212,12 @@ class WebSettings(BaseModel):
         12.0, gt=0, le=24 * 30, description="How long a login on the web page lasts, hours."
     )
 
+    published_host: str | None = Field(
+        None,
+        description="In a container: the host address its page port is published on "
+        "(docker-compose.yml sets it from WEB_PUBLISH). A loopback address there lets the "
+        "page listen on 0.0.0.0 inside the container without a PASSWORD.",
+    )
     url: str | None = Field(
         None,
         description="The page's address as people reach it, e.g. behind a proxy (Home "
@@ -237,7 +243,12 @@ class WebSettings(BaseModel):
 
     @property
     def loopback(self) -> bool:
-        return self.host.strip("[]").lower() in LOOPBACK_HOSTS or self.host.startswith("127.")
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    return host.strip("[]").lower() in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class HistorySettings(BaseModel):
@@ -440,7 +451,16 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
         if path is not None and not path.is_file():
             problems.append(f"{ENV_PREFIX}{variable}: no such file: {path}")
     web = settings.web
-    if web.enabled and not web.loopback and web.password is None:
+    if web.enabled and web.password is None and web.published_host is not None:
+        # In a container the page listens on 0.0.0.0 (or nobody reaches it); what decides
+        # who can reach it is where compose publishes its port on the host.
+        if not is_loopback(web.published_host):
+            problems.append(
+                f"{ENV_PREFIX}WEB__PASSWORD: required when the page is published on "
+                f"{web.published_host!r} (WEB_PUBLISH, not loopback); set it, or publish "
+                "on 127.0.0.1"
+            )
+    elif web.enabled and not web.loopback and web.password is None:
         problems.append(
             f"{ENV_PREFIX}WEB__PASSWORD: required when the page listens on {web.host!r} "
             f"(not loopback); set it, or set {ENV_PREFIX}WEB__HOST=127.0.0.1"

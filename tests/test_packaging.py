@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from hik2mqtt.config import load_settings
+from hik2mqtt.config import Settings, load_settings
+from hik2mqtt.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ["", "bridge", "demo", "bridge,demo"]
@@ -42,6 +43,7 @@ def docker_compose() -> Path:
 
 def project(tmp_path: Path, env_file: str | None) -> Path:
     """A copy of the compose project (compose file, docker/), with or without a .env."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "docker-compose.yml", tmp_path)
     shutil.copytree(ROOT / "docker", tmp_path / "docker")
     if env_file is not None:
@@ -99,6 +101,9 @@ def test_compose_publishes_mosquitto_on_loopback_and_the_push_port(tmp_path: Pat
     assert [
         (p.get("host_ip"), p["published"], p["target"]) for p in services["hik2mqtt"]["ports"]
     ] == [(None, "9099", 9099), ("127.0.0.1", "8080", 8080)]
+    assert [
+        (p.get("host_ip"), p["published"], p["target"]) for p in services["hik2mqtt-demo"]["ports"]
+    ] == [("127.0.0.1", "8081", 8080)]
     assert "history" in doc["volumes"]
     assert services["simulator"]["healthcheck"] == {"disable": True}
     assert "healthcheck" not in services["hik2mqtt-demo"]  # the image's own: a bridge
@@ -168,3 +173,58 @@ def test_compose_opens_the_page_to_the_lan_only_when_asked(tmp_path: Path) -> No
     assert ("0.0.0.0", "8099", 8099) in [
         (p.get("host_ip"), p["published"], p["target"]) for p in ports
     ]
+
+
+def _container_settings(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings | ConfigError:
+    """The settings the bridge in the container would start with (compose's environment)."""
+    for key in list(os.environ):
+        if key.startswith("HIK2MQTT_"):
+            monkeypatch.delenv(key)
+    for key, value in environment.items():
+        if key.startswith("HIK2MQTT_"):
+            monkeypatch.setenv(key, value.replace("$$", "$"))
+    try:
+        return load_settings(None)
+    except ConfigError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("demo", [False, True], ids=["bridge", "demo"])
+def test_compose_page_on_loopback_needs_no_password_and_the_lan_needs_one(
+    demo: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In compose the page listens on 0.0.0.0 inside the container and is published on the
+    host's loopback: the bridge, told so, starts it without a password (read-only). With
+    WEB_PUBLISH=0.0.0.0 and no password it refuses, naming the variable; with a password
+    it starts, published on every address."""
+    camera = "HIK2MQTT_CAMERAS__GATE__HOST=192.0.2.1\nHIK2MQTT_CAMERAS__GATE__PASSWORD=x\n"
+    service = "hik2mqtt-demo" if demo else "hik2mqtt"
+    doc = compose_config(project(tmp_path / "a", camera), "demo" if demo else "bridge")
+    environment = doc["services"][service]["environment"]
+    assert environment["HIK2MQTT_WEB__HOST"] == "0.0.0.0"
+    assert environment["HIK2MQTT_WEB__PUBLISHED_HOST"] == "127.0.0.1"
+    assert {p["host_ip"] for p in doc["services"][service]["ports"] if p["target"] == 8080} == {
+        "127.0.0.1"
+    }
+    settings = _container_settings(environment, monkeypatch)
+    assert isinstance(settings, Settings), settings
+    assert settings.web.enabled
+    assert settings.web.password is None
+    if demo:
+        return
+
+    lan = camera + "WEB_PUBLISH=0.0.0.0\n"
+    doc = compose_config(project(tmp_path / "b", lan), "bridge")
+    environment = doc["services"]["hik2mqtt"]["environment"]
+    assert [p.get("host_ip") for p in doc["services"]["hik2mqtt"]["ports"]][-1] == "0.0.0.0"
+    refused = _container_settings(environment, monkeypatch)
+    assert isinstance(refused, ConfigError)
+    assert [line.split(":")[0] for line in refused.problems] == ["HIK2MQTT_WEB__PASSWORD"]
+
+    locked = lan + "HIK2MQTT_WEB__PASSWORD='page pa$$word'\n"
+    doc = compose_config(project(tmp_path / "c", locked), "bridge")
+    settings = _container_settings(doc["services"]["hik2mqtt"]["environment"], monkeypatch)
+    assert isinstance(settings, Settings), settings
+    assert settings.web.password is not None
