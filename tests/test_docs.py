@@ -154,3 +154,22 @@ def test_config_example_env_loads_as_a_dotenv_file(monkeypatch: pytest.MonkeyPat
     settings = load_settings(ROOT / "config.example.env")
     assert list(settings.cameras) == ["gate"]
     assert settings.mqtt.host == "mosquitto"
+
+
+def test_every_test_reliability_names_exists_where_it_says() -> None:
+    """docs/RELIABILITY.md credits its promises to tests: each named test exists, in the
+    file named before it (``file.py::test``, then ``::test`` for more in the same file)."""
+    defined: dict[str, set[str]] = {}
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for name in re.findall(r"^(?:async )?def (test_\w+)\(", path.read_text(), re.M):
+            defined.setdefault(name, set()).add(path.name)
+    text = (ROOT / "docs" / "RELIABILITY.md").read_text()
+    wrong = []
+    for line in text.splitlines():
+        current: str | None = None
+        for file, name in re.findall(r"`(?:(test_\w+\.py)?::)?(test_\w+)`", line):
+            current = file or current
+            where = defined.get(name, set())
+            if not where or (current is not None and current not in where):
+                wrong.append(f"{current or ''}::{name}")
+    assert wrong == []
