@@ -7,6 +7,7 @@ line in a ``.env`` file. The names are a public interface: the README table and
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -192,7 +193,18 @@ class ImageSettings(BaseModel):
     )
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+def is_loopback(host: str) -> bool:
+    """``host`` (an address, ``[::1]`` too, or a name) is this machine's loopback: an
+    address in 127.0.0.0/8 or ``::1``, or the name ``localhost``; any other name is not."""
+    name = host.strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a host name (127.example.com), or not an address at all
+        return False
 
 
 class WebSettings(BaseModel):
@@ -244,11 +256,6 @@ class WebSettings(BaseModel):
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
-
-
-def is_loopback(host: str) -> bool:
-    """``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
-    return host.strip("[]").lower() in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class HistorySettings(BaseModel):

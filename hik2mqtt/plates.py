@@ -272,7 +272,7 @@ class ListsFile:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.lists = Lists()
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self.reload()
 
     def reload(self) -> bool:
@@ -295,7 +295,9 @@ class ListsFile:
                 log.error("plate lists %s: %s; keeping the lists as they were", path, exc)
                 self._stamp = None
             return False
-        stamp = (stat.st_mtime, stat.st_size)
+        # The inode too: a file replaced by a rename (the page's save, an editor's) may
+        # have the old one's size and, within the clock's granularity, its mtime.
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if stamp == self._stamp:
             return False
         self._stamp = stamp

@@ -101,6 +101,26 @@ def test_csv_lists_and_reload_keeps_good_lists(
     assert lists.lists.match("AB12CDE") is not None
 
 
+def test_a_file_replaced_by_rename_is_read_even_with_the_same_size_and_mtime(
+    tmp_path: Path,
+) -> None:
+    """A lists file replaced by a rename (the page's save, an editor's) is read again even
+    when the new file has the old one's size and mtime: the inode tells them apart."""
+    path = tmp_path / "lists.yaml"
+    path.write_text("lists:\n  allow: [AAA111]\n")
+    lists = ListsFile(path)
+    assert lists.lists.match("AAA111") is not None
+    old = path.stat()
+    new = tmp_path / "lists.yaml.tmp"
+    new.write_text("lists:\n  allow: [BBB222]\n")
+    os.utime(new, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(new, path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert lists.reload() is True
+    assert lists.lists.match("BBB222") is not None
+    assert lists.lists.match("AAA111") is None
+
+
 def test_duplicates_window() -> None:
     """The same plate within the window is a duplicate; after it, it fires again."""
     now = [100.0]

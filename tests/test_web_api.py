@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,7 @@ import requests
 
 from hik2mqtt.config import load_settings
 from hik2mqtt.errors import ConfigError
+from hik2mqtt.web.app import PUBLIC_PATHS
 from hik2mqtt.web.demo import FakeBackend, camera, record
 from hik2mqtt.web.server import WebService
 from tests.conftest import wait_until
@@ -167,6 +172,47 @@ def test_live_feed_delivers_reads_and_camera_status(serve: Callable[..., Served]
                 events.append(line)
                 break
     assert events
+
+
+def _watch_feed(served: Served, session: requests.Session) -> tuple[list[str], threading.Event]:
+    """Open the live feed with this session; its lines, and an event set when it ends."""
+    feed = session.get(served.url("/api/live"), stream=True, timeout=10)
+    assert feed.status_code == 200
+    lines: list[str] = []
+    ended = threading.Event()
+
+    def read() -> None:
+        with feed, contextlib.suppress(requests.RequestException):
+            lines.extend(feed.iter_lines(decode_unicode=True))
+        ended.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_until(lambda: any(line.startswith("event: cameras") for line in list(lines)))
+    return lines, ended
+
+
+def test_live_feed_ends_at_logout(serve: Callable[..., Served]) -> None:
+    """A page's live feed ends within seconds of its session's logout, and no read made
+    after the logout reaches it."""
+    served = serve()
+    session, _ = login(served)
+    lines, ended = _watch_feed(served, session)
+    out = session.post(served.url("/logout"), allow_redirects=False, timeout=5)
+    assert out.status_code == 303
+    served.service.read(record("gate", "AFTER1"))
+    assert ended.wait(10), "the live feed went on after the logout"
+    assert not any("AFTER1" in line for line in lines)
+    wait_until(lambda: served.service.live.clients == 0)
+
+
+def test_live_feed_ends_when_the_session_expires(serve: Callable[..., Served]) -> None:
+    """A page's live feed ends within seconds of its session expiring on the server."""
+    served = serve()
+    session, _ = login(served)
+    _, ended = _watch_feed(served, session)
+    later = time.time() + 13 * 3600  # past SESSION_HOURS (12)
+    served.service.app.sessions.clock = lambda: later
+    assert ended.wait(10), "the live feed went on after the session expired"
 
 
 def test_slow_live_client_is_dropped_not_waited_for(serve: Callable[..., Served]) -> None:
@@ -336,6 +382,100 @@ def test_lists_round_trip_in_csv(serve: Callable[..., Served], tmp_path: Path) -
     assert "CSV" in refused.json()["error"]
 
 
+def test_lists_with_the_same_name_twice_are_refused(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    """Two lists with one name (after trimming, as the file keeps names) are refused with a
+    400 naming the list, and the file stays as it was; names differing in case are two
+    lists, as the bridge reads them."""
+    original = "lists:\n  allow: [AB12CDE]\n"
+    served = serve(lists=original)
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    lists = [
+        {"name": "allow", "tolerance": 0, "plates": [{"plate": "AB12CDE"}]},
+        {"name": "new", "tolerance": 0, "plates": [{"plate": "NEW1"}]},
+        {"name": " new ", "tolerance": 0, "plates": [{"plate": "NEW2"}]},
+    ]
+    refused = requests.put(served.url("/api/lists"), json={"lists": lists}, headers=auth, timeout=5)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "two lists are named 'new': give each list its own name"
+    assert (tmp_path / "lists.yaml").read_text() == original
+    assert served.backend.reloads == 0
+    lists[2]["name"] = "New"
+    saved = requests.put(served.url("/api/lists"), json={"lists": lists}, headers=auth, timeout=5)
+    assert saved.status_code == 200, saved.text
+    got = requests.get(served.url("/api/lists"), headers=auth, timeout=5).json()
+    assert [(pl["name"], [e["plate"] for e in pl["plates"]]) for pl in got["lists"]] == [
+        ("allow", ["AB12CDE"]),
+        ("new", ["NEW1"]),
+        ("New", ["NEW2"]),
+    ]
+
+
+def test_csv_cannot_keep_an_empty_list(serve: Callable[..., Served], tmp_path: Path) -> None:
+    """Saving an empty list to a CSV lists file (a row per plate) is refused with a 400
+    saying so, instead of the list vanishing; the file stays as it was."""
+    original = "list,plate,name,notes\nallow,AB12CDE,Alice,\n"
+    served = serve(lists=original)
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    lists = [
+        {"name": "allow", "tolerance": 0, "plates": [{"plate": "AB12CDE", "name": "Alice"}]},
+        {"name": "new", "tolerance": 0, "plates": []},
+    ]
+    refused = requests.put(served.url("/api/lists"), json={"lists": lists}, headers=auth, timeout=5)
+    assert refused.status_code == 400
+    reason = refused.json()["error"]
+    assert "'new'" in reason
+    assert "CSV" in reason
+    assert "empty list" in reason
+    assert (tmp_path / "lists.csv").read_text() == original
+    assert served.backend.reloads == 0
+
+
+def test_lists_file_that_cannot_be_renamed_onto_is_written_in_place(
+    serve: Callable[..., Served],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the lists file can't be replaced by a rename (a single-file bind mount: EBUSY)
+    it is rewritten in place, said in one log line, and the bridge reloads it; any other
+    rename error still refuses the save and leaves the file as it was."""
+    served = serve(lists="lists:\n  allow: [" + ", ".join(f"P{n:05}" for n in range(50)) + "]\n")
+    path = tmp_path / "lists.yaml"
+    inode = path.stat().st_ino
+    real_replace = os.replace
+    failure = [errno.EBUSY]
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == path:
+            raise OSError(failure[0], os.strerror(failure[0]))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    caplog.set_level(logging.INFO, logger="hik2mqtt.web")
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    lists = [{"name": "deny", "tolerance": 0, "plates": [{"plate": "EVIL1"}]}]
+    saved = requests.put(served.url("/api/lists"), json={"lists": lists}, headers=auth, timeout=5)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["reloaded"] is True
+    text = path.read_text()
+    assert text == "# Written by the hik2mqtt page.\nlists:\n  deny:\n  - EVIL1\n"
+    assert path.stat().st_ino == inode
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert served.backend.lists.match("EVIL1") is not None
+    assert served.backend.lists.match("P00001") is None
+    notes = [r.getMessage() for r in caplog.records if "in place" in r.getMessage()]
+    assert len(notes) == 1
+    assert "Device or resource busy" in notes[0]
+    failure[0] = errno.EACCES
+    lists[0]["plates"] = [{"plate": "OTHER2"}]
+    refused = requests.put(served.url("/api/lists"), json={"lists": lists}, headers=auth, timeout=5)
+    assert refused.status_code == 500
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_erase_a_plate(serve: Callable[..., Served]) -> None:
     """DELETE /api/reads?plate= erases that plate's reads."""
     served = serve()
@@ -458,6 +598,33 @@ def test_without_a_password_only_loopback_host_names(serve: Callable[..., Served
         served.url("/api/reads"), headers={"Host": "attacker.example:8080"}, timeout=5
     )
     assert answer.status_code == 421
+    for host, status in [
+        ("127.example.com", 421),
+        ("127.0.0.1.attacker.example:8080", 421),
+        ("localhost.attacker.example", 421),
+        ("[::1].attacker.example", 421),
+        ("127.0.0.1:8080", 200),
+        ("127.0.0.2:8080", 200),
+        ("localhost:8080", 200),
+        ("[::1]:8080", 200),
+    ]:
+        answer = requests.get(served.url("/api/reads"), headers={"Host": host}, timeout=5)
+        assert answer.status_code == status, host
+
+
+def test_every_public_path_is_served_without_a_login(serve: Callable[..., Served]) -> None:
+    """Each path the guard lets through without a login exists and answers without one."""
+    served = serve()
+    expected = {
+        ("GET", "/login"): 200,
+        ("POST", "/logout"): 303,
+        ("GET", "/static/style.css"): 200,
+        ("GET", "/favicon.ico"): 204,
+    }
+    assert {path for _, path in expected} == PUBLIC_PATHS
+    for (method, path), status in expected.items():
+        answer = requests.request(method, served.url(path), allow_redirects=False, timeout=5)
+        assert answer.status_code == status, (method, path)
 
 
 def test_security_headers(serve: Callable[..., Served]) -> None:
@@ -521,6 +688,42 @@ def test_settings_refuse_an_open_page_without_password(
     assert (
         WebService.from_settings(load_settings(None, require_cameras=False), FakeBackend()) is None
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("127.255.255.254", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.example.com", False),
+        ("127.0.0.1.nip.io", False),
+        ("localhost.example.com", False),
+        ("127.1", False),
+        ("128.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("[::]", False),
+        ("192.168.1.10", False),
+        ("gate-pc", False),
+    ],
+)
+def test_settings_tell_loopback_by_parsing_the_address(
+    monkeypatch: pytest.MonkeyPatch, host: str, loopback: bool
+) -> None:
+    """HIK2MQTT_WEB__HOST is loopback only when it is an address in 127.0.0.0/8 or ::1, or
+    the name localhost; any other host name (127.example.com too) needs a password."""
+    monkeypatch.setenv("HIK2MQTT_WEB__HOST", host)
+    if loopback:
+        assert load_settings(None, require_cameras=False).web.loopback
+        return
+    with pytest.raises(ConfigError) as failure:
+        load_settings(None, require_cameras=False)
+    assert any(line.startswith("HIK2MQTT_WEB__PASSWORD:") for line in failure.value.problems)
 
 
 def test_stop_ends_open_live_feeds(serve: Callable[..., Served]) -> None:

@@ -168,6 +168,26 @@ def test_live_read_search_csv_read_now_and_lists(
     assert match.entry.name == "Bob <b>"
 
 
+def test_a_refused_save_shows_the_reason(
+    browser: WebDriver, site: tuple[WebService, FakeBackend, Path], tmp_path: Path
+) -> None:
+    """Two lists added with the page's default name and saved: the page shows the server's
+    reason as an error, and the file and the bridge's lists stay as they were."""
+    service, backend, _ = site
+    before = (tmp_path / "lists.yaml").read_text()
+    log_in(browser, service)
+    browser.find_element(By.CSS_SELECTOR, "[data-tab=lists]").click()
+    wait_until(lambda: find(browser, "#lists-body fieldset.list"))
+    browser.find_element(By.ID, "add-list").click()
+    browser.find_element(By.ID, "add-list").click()
+    browser.find_element(By.ID, "save-lists").click()
+    status = browser.find_element(By.ID, "status")
+    wait_until(lambda: "two lists are named 'new'" in status.text)
+    assert "error" in (status.get_attribute("class") or "")
+    assert (tmp_path / "lists.yaml").read_text() == before
+    assert backend.reloads == 0
+
+
 def test_camera_text_is_shown_as_text(
     browser: WebDriver, site: tuple[WebService, FakeBackend, Path]
 ) -> None:

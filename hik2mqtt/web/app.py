@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import html
 import json
@@ -47,6 +48,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from hik2mqtt.config import is_loopback
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.plates import parse_lists
 from hik2mqtt.web.auth import LoginLimiter, Session, Sessions, same_secret
@@ -62,7 +64,6 @@ STATIC_FILES = {
     "style.css": "text/css; charset=utf-8",
 }
 COOKIE = "hik2mqtt_session"
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 READ_ID = (1, 2**62)
 LIMIT = (1, MAX_LIMIT)
 TOLERANCE = (0, MAX_TOLERANCE)
@@ -73,6 +74,10 @@ MAX_FILTER_TEXT = 64
 KEEPALIVE = 15.0
 CAMERA_POLL = 2.0
 _KIND = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::[0-9]{1,5})?")
+# os.replace() onto a file that is itself a mount point (a single-file bind mount,
+# ./lists.yaml:/data/lists.yaml) fails with EBUSY; across file systems with EXDEV.
+IN_PLACE_ERRORS = frozenset({errno.EBUSY, errno.EXDEV})
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -86,9 +91,7 @@ SECURITY_HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
-PUBLIC_PATHS = frozenset(
-    {"/login", "/logout", "/static/style.css", "/static/login.css", "/favicon.ico"}
-)
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/static/style.css", "/favicon.ico"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -148,6 +151,7 @@ class WebApp:
             Route("/api/lists", self.get_lists, methods=["GET"]),
             Route("/api/lists", self.put_lists, methods=["PUT"]),
             Route("/static/{name}", self.static),
+            Route("/favicon.ico", self.favicon),
         ]
         self.starlette = Starlette(routes=routes)
         self.asgi: ASGIApp = self._guard
@@ -183,10 +187,7 @@ class WebApp:
         path = scope["path"]
         is_api = path.startswith("/api/")
         if self.password is None:
-            host = headers.get("host", "").rsplit(":", 1)[0].lower()
-            if headers.get("host", "").startswith("[::1]"):
-                host = "[::1]"
-            if host not in LOOPBACK_NAMES:
+            if not _loopback_host(headers.get("host", "")):
                 return _error(421, "this page answers only on a loopback address")
             if method in UNSAFE_METHODS and path != "/login":
                 return _error(
@@ -234,6 +235,9 @@ class WebApp:
             return _error(404, "no such file")
         data, media = found
         return Response(data, media_type=media, headers={"cache-control": "no-cache"})
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(status_code=204, headers={"cache-control": "max-age=86400"})  # no icon
 
     async def login_form(self, request: Request) -> Response:
         if self.password is None:
@@ -411,6 +415,7 @@ class WebApp:
         )
 
     async def _events(self, request: Request, client: Any) -> AsyncIterator[str]:
+        session: Session | None = request.scope.get("state", {}).get("session")
         try:
             last_cameras = ""
             yield "retry: 2000\n\n"
@@ -424,6 +429,8 @@ class WebApp:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(client.wake.wait(), CAMERA_POLL)
                 client.wake.clear()
+                if session is not None and self.sessions.get(session.token) is None:
+                    return  # logged out or expired: not one more read for this page
                 while client.queue:
                     yield client.queue.popleft()
                 if await request.is_disconnected():
@@ -495,6 +502,12 @@ def _cookie(headers: Headers, name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+def _loopback_host(value: str) -> bool:
+    """A ``Host`` header (with or without a port) that names a loopback address."""
+    found = _HOST_HEADER.fullmatch(value)
+    return found is not None and is_loopback(found.group(1))
 
 
 def _same_origin(headers: Headers, scope: Scope) -> bool:
@@ -601,6 +614,7 @@ def _serialise_lists(doc: dict[str, Any], fmt: str) -> str:
     if not isinstance(lists, list):
         raise Refused(400, 'expected {"lists": [{"name", "tolerance", "plates": [...]}]}')
     clean: list[tuple[str, int, list[dict[str, str]]]] = []
+    names: set[str] = set()
     for item in lists:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise Refused(400, "each list needs a name")
@@ -610,6 +624,9 @@ def _serialise_lists(doc: dict[str, Any], fmt: str) -> str:
             raise Refused(400, f"list name {name[:40]!r}: letters, digits, space, . - _ only")
         if not isinstance(tolerance, int) or isinstance(tolerance, bool) or not 0 <= tolerance <= 3:
             raise Refused(400, f"list {name!r}: tolerance must be 0 to 3")
+        if name in names:  # plates.py keeps names as written: "Allow" and "allow" are two
+            raise Refused(400, f"two lists are named {name!r}: give each list its own name")
+        names.add(name)
         if fmt == "csv" and tolerance:
             raise Refused(400, f"list {name!r}: a CSV lists file has no tolerance (use YAML)")
         entries = []
@@ -624,6 +641,12 @@ def _serialise_lists(doc: dict[str, Any], fmt: str) -> str:
             if "plate" not in row:
                 raise Refused(400, f"list {name!r}: each entry needs a plate")
             entries.append(row)
+        if fmt == "csv" and not entries:
+            raise Refused(
+                400,
+                f"list {name!r} has no plates: a CSV lists file has a row per plate, so it "
+                "can't keep an empty list (add a plate, remove the list, or use YAML)",
+            )
         clean.append((name, tolerance, entries))
     if fmt == "csv":
         import csv  # noqa: PLC0415 - only CSV lists need it
@@ -652,7 +675,11 @@ def _serialise_lists(doc: dict[str, Any], fmt: str) -> str:
 
 
 def _write_atomically(path: Path, text: str, version: Any) -> None:
-    """Replace the file in one rename; 409 when it changed since the page read it."""
+    """Replace the file in one rename; 409 when it changed since the page read it.
+
+    A file that can't be renamed onto (a single-file bind mount: EBUSY; EXDEV) is
+    rewritten in place instead, which a reader may see half done for an instant.
+    """
     try:
         current = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -670,13 +697,32 @@ def _write_atomically(path: Path, text: str, version: Any) -> None:
             os.fsync(tmp.fileno())
         with contextlib.suppress(OSError):
             os.chmod(tmp_name, path.stat().st_mode & 0o777)
-        os.replace(tmp_name, path)
-        tmp_name = None
+        try:
+            os.replace(tmp_name, path)
+            tmp_name = None
+        except OSError as exc:
+            if exc.errno not in IN_PLACE_ERRORS:
+                raise
+            log.info(
+                "web: cannot rename onto %s (%s: a bind-mounted file?); writing it in place",
+                path,
+                exc.strerror,
+            )
+            _write_in_place(path, text)
     except OSError as exc:
         raise Refused(500, f"cannot write the lists file: {exc.strerror}") from exc
     finally:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
+
+
+def _write_in_place(path: Path, text: str) -> None:
+    """Overwrite the file's own bytes: the new text first, then cut what is left over."""
+    with path.open("r+b") as file:
+        file.write(text.encode("utf-8"))
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def _login_page(message: str) -> str:
