@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from hik2mqtt.camera import DRAIN_ON_STOP, AuthGate, CameraClient, StreamFetcher
 from hik2mqtt.commands import CommandRunner
-from hik2mqtt.config import Settings
+from hik2mqtt.config import ENV_PREFIX, Settings
+from hik2mqtt.errors import ConfigError
 from hik2mqtt.images import ImageFolder
 from hik2mqtt.metrics import Metrics, MetricsListener
 from hik2mqtt.mqtt import JSON, MqttLink, expiring
@@ -28,14 +30,18 @@ from hik2mqtt.outbox import Outbox
 from hik2mqtt.pipeline import Connected, ListsIn, MessageIn, Pipeline, StatusIn
 from hik2mqtt.plates import ListsFile
 from hik2mqtt.poll import PollFetcher
-from hik2mqtt.push import PushCamera, PushListener
 from hik2mqtt.runtime import CameraHandle, Runtime
 from hik2mqtt.spool import CursorStore, open_spool
 from hik2mqtt.supervise import start_thread
 from hik2mqtt.topics import OFFLINE, Topics
 from hik2mqtt.worker import CameraWorker, Fetcher
 
+if TYPE_CHECKING:
+    from hik2mqtt.push import PushListener
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ClientFactory = Callable[..., CameraClient]  # (name=, settings=) -> client; tests inject one
 
@@ -110,6 +116,33 @@ class Bridge:
 
             self.web = attach_page(settings, self.runtime)
         self.cameras = {name: self._camera(handle) for name, handle in handles.items()}
+        # The listeners bind their ports here: one in use fails now, before anything starts.
+        # Their framework (Starlette, uvicorn) is imported only when one of them is on.
+        self.listener: PushListener | None = None
+        self.metrics_listener: MetricsListener | None = None
+        try:
+            if any(h.settings.mode == "push" for h in handles.values()):
+                self.listener = self._push_listener(handles)
+            if settings.metrics.port is not None:
+                self.metrics_listener = _listening(
+                    "METRICS__PORT",
+                    settings.metrics.host,
+                    settings.metrics.port,
+                    lambda: MetricsListener(
+                        host=settings.metrics.host,
+                        port=settings.metrics.port or 0,
+                        metrics=self.metrics,
+                        problems=self.runtime.health_problems,
+                    ),
+                )
+        except BaseException:
+            if self.listener is not None:
+                self.listener.stop()  # frees its port
+            raise
+
+    def _push_listener(self, handles: dict[str, CameraHandle]) -> PushListener:
+        from hik2mqtt.push import PushCamera, PushListener  # noqa: PLC0415
+
         push = {
             name: PushCamera(
                 name=name,
@@ -120,25 +153,17 @@ class Bridge:
             for name, handle in handles.items()
             if handle.settings.mode == "push"
         }
-        self.listener = (
-            PushListener(
-                host=settings.listen.host,
-                port=settings.listen.port,
+        listen = self.settings.listen
+        return _listening(
+            "LISTEN__PORT",
+            listen.host,
+            listen.port,
+            lambda: PushListener(
+                host=listen.host,
+                port=listen.port,
                 cameras=push,
-                max_part_size=settings.max_part_size,
-            )
-            if push
-            else None
-        )
-        self.metrics_listener = (
-            MetricsListener(
-                host=settings.metrics.host,
-                port=settings.metrics.port,
-                metrics=self.metrics,
-                problems=self.runtime.health_problems,
-            )
-            if settings.metrics.port is not None
-            else None
+                max_part_size=self.settings.max_part_size,
+            ),
         )
 
     def _status_callback(self, name: str, *, online: bool) -> Callable[[], object]:
@@ -247,3 +272,14 @@ class Bridge:
         self.link.stop(final, timeout=max(0.3, min(1.0, deadline - time.monotonic())))
         self.outbox.close()
         log.info("hik2mqtt stopped")
+
+
+def _listening(variable: str, host: str, port: int, build: Callable[[], T]) -> T:
+    """``build()``; a port that can't be listened on is one configuration line naming
+    ``variable`` (as the page's HIK2MQTT_WEB__PORT is)."""
+    try:
+        return build()
+    except OSError as exc:
+        raise ConfigError(
+            [f"{ENV_PREFIX}{variable}: cannot listen on {host}:{port}: {exc.strerror or exc}"]
+        ) from exc

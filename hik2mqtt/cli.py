@@ -103,6 +103,9 @@ def setup_logging(level: str, secrets: Sequence[str] = (), *, json: bool = False
     root.setLevel(level)
     if level != "DEBUG":
         logging.getLogger("urllib3").setLevel(logging.WARNING)
+        # uvicorn's "Started server process" / "Shutting down", once per listener, name no
+        # listener: ours say which is on which port.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
 _SIGNALS: list[int] = []  # signals received, appended by the handler

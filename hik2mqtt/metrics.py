@@ -5,21 +5,30 @@ errors per camera, camera and broker connectivity, and reads waiting in the spoo
 ``/healthz``: 200 only while the broker and every camera are connected, else 503 with
 what is wrong, one problem per line.
 
-The listener has the push listener's protections (:mod:`hik2mqtt.guard`): a deadline per
-request, a connection cap, quiet handling of clients that hang up, and a handler error
-logged once with its traceback and answered 500 while the listener serves on.
+The listener is served like every listener of the bridge (:mod:`hik2mqtt.serving`:
+Starlette responses on uvicorn's h11 protocol, on a thread of its own) with the same
+protections: a whole request must arrive within :data:`REQUEST_TIMEOUT` seconds; at most
+:data:`MAX_CONNECTIONS` connections, :data:`PER_CLIENT` from one address (more are
+answered 503 and closed); clients that hang up or send garbage cost one line at most; a
+handler error (a health check that raises) is logged once with its traceback and
+answered 500 while the listener serves on. Anything else than ``GET`` or ``HEAD`` is
+answered 405, any other path 404.
+
+Starlette and uvicorn are imported when a :class:`MetricsListener` is built, not with
+this module: the bridge always counts, but serves the counts only when the port is set.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from hik2mqtt.guard import GuardedHandler, GuardedServer
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
@@ -63,52 +72,73 @@ class Metrics:
 
 
 class MetricsListener:
+    """The metrics and health listener: binds its port when built (OSError when it
+    can't), serves once started."""
+
     def __init__(
-        self, *, host: str, port: int, metrics: Metrics, problems: Callable[[], list[str]]
+        self,
+        *,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        problems: Callable[[], list[str]],
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        per_client: int = PER_CLIENT,
     ) -> None:
-        self._server = GuardedServer(
-            (host, port),
-            _handler(metrics, problems),
+        from hik2mqtt.serving import Server  # noqa: PLC0415 - the framework only when on
+
+        self.server = Server(
+            _app(metrics, problems),
             name="metrics",
-            max_connections=MAX_CONNECTIONS,
-            per_client=PER_CLIENT,
-            request_timeout=REQUEST_TIMEOUT,
+            host=host,
+            port=port,
+            deadline=request_timeout,
+            max_connections=max_connections,
+            per_client=per_client,
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
+        self.server.bind()
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self.server.port
 
     def start(self) -> None:
-        self._thread.start()
+        self.server.start()
         log.info("metrics and health on port %d (/metrics, /healthz)", self.port)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.server.stop()
 
 
-def _handler(metrics: Metrics, problems: Callable[[], list[str]]) -> type[GuardedHandler]:
-    class Handler(GuardedHandler):
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def _app(metrics: Metrics, problems: Callable[[], list[str]]) -> ASGIApp:
+    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+    from starlette.responses import Response  # noqa: PLC0415
+    from starlette.types import Receive, Scope, Send  # noqa: PLC0415
 
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                found = problems()
-                body = ("\n".join(found) if found else "ok").encode() + b"\n"
-                self._send(503 if found else 200, body, "text/plain; charset=utf-8")
-            else:
-                self._send(404, b"not found\n", "text/plain")
+    def health() -> Response:
+        found = problems()
+        body = ("\n".join(found) if found else "ok") + "\n"
+        return Response(body, status_code=503 if found else 200, media_type="text/plain")
 
-    return Handler
+    def answer(path: str) -> Response:  # in a worker thread: the callbacks take locks
+        if path == "/metrics":
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        if path == "/healthz":
+            return health()
+        return Response("not found\n", status_code=404, media_type="text/plain")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        if request.method not in ("GET", "HEAD"):
+            response = Response(
+                "use GET\n", status_code=405, media_type="text/plain", headers={"Allow": "GET"}
+            )
+        else:
+            response = await run_in_threadpool(answer, request.url.path)
+        await response(scope, receive, send)
+
+    return app

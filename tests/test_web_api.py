@@ -781,9 +781,7 @@ def test_a_request_must_arrive_within_its_deadline(
 ) -> None:
     """A client that sends half a request (or nothing) is cut off at the deadline; a live
     feed, whose request is complete, outlives it."""
-    from hik2mqtt.web.server import DeadlineH11Protocol
-
-    monkeypatch.setattr(DeadlineH11Protocol, "deadline", 0.5)
+    monkeypatch.setattr("hik2mqtt.web.server.REQUEST_DEADLINE", 0.5)
     served = serve(password=None)
     for sent in (b"", b"GET /api/cameras HTTP/1.1\r\nHost: 127.0.0.1\r\n"):
         with socket.create_connection(("127.0.0.1", served.service.port)) as slow:

@@ -1,27 +1,24 @@
-"""Running the page: uvicorn on its own thread, and the one object the bridge wires in.
+"""Running the page, and the one object the bridge wires in.
+
+The page is served like every listener of the bridge (:class:`hik2mqtt.serving.Server`:
+uvicorn on its own thread, a deadline per request, a connection cap, quiet errors).
 
 The bridge builds a :class:`WebService` from the settings and its :class:`WebBackend`,
 calls ``start()`` (binds the port: a port in use fails here, at start), hands every read
-it publishes to ``read()``, and calls ``stop()`` on the way out.
+it publishes to ``published()``, and calls ``stop()`` on the way out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import sqlite3
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import h11
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from hik2mqtt.config import ENV_PREFIX, Settings
 from hik2mqtt.errors import ConfigError
+from hik2mqtt.serving import Server, url_host
 from hik2mqtt.web.app import WebApp
 from hik2mqtt.web.backend import ReadRecord, WebBackend
 from hik2mqtt.web.history import History
@@ -29,136 +26,10 @@ from hik2mqtt.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 REQUEST_DEADLINE = 10.0  # seconds a client has to send a whole request (headers and body)
-
-
-class DeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request to arrive in full.
-
-    uvicorn bounds the idle time between requests but not the time a request takes to
-    arrive: a client could hold a connection by sending a byte now and then.
-    """
-
-    deadline = REQUEST_DEADLINE
-    _late: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.conn.their_state is not h11.IDLE and self.conn.their_state is not h11.SEND_BODY:
-            self._disarm()  # the request is in (or the connection is ending)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request on this connection gets its own deadline
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._late = self.loop.call_later(self.deadline, self._too_late)
-
-    def _disarm(self) -> None:
-        if self._late is not None:
-            self._late.cancel()
-            self._late = None
-
-    def _too_late(self) -> None:
-        self._late = None
-        if not self.transport.is_closing():
-            log.info("web: a request took over %g s to arrive; connection closed", self.deadline)
-            self.transport.close()
-
-
-class WebServer:
-    """An ASGI app served by uvicorn on a thread; ``port=0`` picks a free port."""
-
-    def __init__(self, app: WebApp, *, host: str, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._failed: BaseException | None = None
-
-    def start(self) -> None:
-        """Bind and serve; raises OSError when the address can't be bound."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only then
-        # (without it, a response's header and body writes wait 40 ms on delayed ACKs).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host.strip("[]"), self.port))
-            sock.listen(128)
-        except OSError:
-            sock.close()
-            raise
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self.app.asgi,
-            log_config=None,  # our logging set-up, not uvicorn's
-            access_log=False,  # URLs hold plates: personal data stays out of the log
-            interface="asgi3",
-            lifespan="off",
-            proxy_headers=False,  # X-Forwarded-For would let anyone pick their address
-            server_header=False,
-            date_header=False,
-            limit_concurrency=128,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=2,
-            h11_max_incomplete_event_size=16 * 1024,
-            ws="none",
-            http=DeadlineH11Protocol,  # h11 always, with a deadline per request
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            except BaseException as exc:  # reported by start() or logged; never silent
-                self._failed = exc
-                log.exception("web: the page's server stopped")
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name="web-server", daemon=True)
-        self._thread.start()
-        waited = threading.Event()
-        for _ in range(int(START_TIMEOUT / 0.01)):
-            if server.started or self._failed is not None or not self._thread.is_alive():
-                break
-            waited.wait(0.01)
-        if not server.started:
-            raise OSError(f"the page's server did not start on {self.host}:{self.port}")
-        log.info("web: page on http://%s:%d/", _url_host(self.host), self.port)
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self.app.live.close()
-        self._server.should_exit = True
-        self._thread.join(STOP_TIMEOUT)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(STOP_TIMEOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+MAX_CONNECTIONS = 128
+# Per address as many as in all: behind a reverse proxy every request comes from its address.
+PER_CLIENT = MAX_CONNECTIONS
 
 
 class WebService:
@@ -185,7 +56,15 @@ class WebService:
             password=password,
             session_hours=session_hours,
         )
-        self.server = WebServer(self.app, host=host, port=port)
+        self.server = Server(
+            self.app.asgi,
+            name="web",
+            host=host,
+            port=port,
+            deadline=REQUEST_DEADLINE,
+            max_connections=MAX_CONNECTIONS,
+            per_client=PER_CLIENT,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, backend: WebBackend) -> WebService | None:
@@ -222,6 +101,7 @@ class WebService:
         self.history.start()
         try:
             self.server.start()
+            log.info("web: page on http://%s:%d/", url_host(self.server.host), self.server.port)
         except OSError as exc:
             self.history.close()
             raise ConfigError(
@@ -268,5 +148,6 @@ class WebService:
         return stored
 
     def stop(self) -> None:
+        self.live.close()  # open live feeds end, so the server's stop need not wait for them
         self.server.stop()
         self.history.close()
