@@ -502,7 +502,7 @@ class History:
         """Delete the picture files in the picture folder named for ``folded``: a walk
         that never follows a symlink (a linked folder is not entered, a linked file is
         neither deleted nor followed) and holds one folder's matches at a time."""
-        if self.images_dir is None:
+        if self.images_dir is None or not self.images_dir.is_dir():  # none written yet
             return 0
         deleted = 0
         folders = [self.images_dir]
