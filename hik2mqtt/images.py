@@ -16,9 +16,10 @@ from hik2mqtt.events import PlateRead
 
 log = logging.getLogger(__name__)
 _UNSAFE_FILE_CHARS = re.compile(r"[^\w-]+")
+FILE_PART_LIMIT = 32  # characters of camera text in a file name, at most
 
 
-def safe_file_part(text: str | None, *, fallback: str, limit: int = 32) -> str:
+def safe_file_part(text: str | None, *, fallback: str, limit: int = FILE_PART_LIMIT) -> str:
     """Camera text made safe for a file name: letters, digits, _ and - only."""
     safe = _UNSAFE_FILE_CHARS.sub("_", text or "").strip("_-")[:limit]
     return safe or fallback

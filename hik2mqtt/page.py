@@ -4,7 +4,9 @@
 (as :class:`~hik2mqtt.pipeline.CommandRequest`, checked exactly like an MQTT command, the
 outcome published on MQTT too); :meth:`PageBackend.observe` turns each published read
 (:class:`~hik2mqtt.pipeline.Recorded`) into a history record and keeps each camera's last
-picture per kind (:class:`~hik2mqtt.pipeline.PictureSeen`).
+picture per kind (:class:`~hik2mqtt.pipeline.PictureSeen`), until an erasure takes the
+camera's last read (:class:`~hik2mqtt.pipeline.ForgetPictures` then clears what the broker
+retains of it too).
 """
 
 from __future__ import annotations
@@ -12,11 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
 from hik2mqtt.config import Settings
-from hik2mqtt.pipeline import CommandRequest, PictureSeen, Publish, Recorded, RunCommand
+from hik2mqtt.pipeline import (
+    CommandRequest,
+    ForgetPictures,
+    PictureSeen,
+    Publish,
+    Recorded,
+    RunCommand,
+)
 from hik2mqtt.runtime import Runtime
 from hik2mqtt.web import CameraView, CommandOutcome, WebService
 
@@ -75,6 +85,12 @@ class PageBackend:
         if found is None or (event_id is not None and found[0] != event_id):
             return None  # none yet, or the one before (a read comes before its pictures)
         return found[1]
+
+    def forget_pictures(self, camera: str, kinds: Collection[str] = ()) -> None:
+        with self._lock:
+            for key in [key for key in self._pictures if key[0] == camera]:
+                del self._pictures[key]
+        self.runtime.submit(ForgetPictures(camera, tuple(kinds)))
 
     def submit(
         self,

@@ -41,7 +41,7 @@ from hik2mqtt.discovery import (
     camera_configs,
     removal_topics,
 )
-from hik2mqtt.events import PlateRead
+from hik2mqtt.events import MAX_PICTURES_PER_READ, PlateRead
 from hik2mqtt.gate import Decision, decide
 from hik2mqtt.images import picture_path, safe_file_part
 from hik2mqtt.logsafe import escape
@@ -124,6 +124,15 @@ class CommandRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetPictures:
+    """A camera's last read was erased (a data-protection request): what the broker
+    retains of it (its pictures, of ``kinds`` and every kind seen, and ``state``) goes."""
+
+    camera: str
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CommandDone:
     """A camera command finished: its outcome, for ``<command topic>/result``."""
 
@@ -175,6 +184,7 @@ Input = (
     | StatusIn
     | MessageIn
     | CommandRequest
+    | ForgetPictures
     | CommandDone
     | OutputStateIn
     | DeviceInfoIn
@@ -405,6 +415,8 @@ class Pipeline:
             return self._request(item)
         if isinstance(item, CommandDone):
             return self._done(item)
+        if isinstance(item, ForgetPictures):
+            return self._forget(item)
         if isinstance(item, OutputStateIn):
             topic = self.topics.output_state(item.camera, item.output)
             return [Publish(topic, item.state.encode(), retain=True, kind="output")]
@@ -591,6 +603,30 @@ class Pipeline:
         if path is not None:
             effects.append(WriteFile(path, picture.data))
         effects.append(PictureSeen(camera, picture.kind, picture.data, picture.read.read.event_id))
+        return effects
+
+    def _forget(self, item: ForgetPictures) -> list[Effect]:
+        """Empty retained messages clear the last pictures and the last read's JSON."""
+        state = self.cameras.get(item.camera)
+        if state is None:
+            return []
+        given = {
+            k for k in item.kinds[:MAX_PICTURES_PER_READ] if k == safe_file_part(k, fallback="")
+        }
+        effects: list[Effect] = [
+            Publish(
+                self.topics.image(item.camera, kind),
+                b"",
+                retain=True,
+                route="latest",
+                kind="picture",
+            )
+            for kind in sorted(given | state.picture_kinds.seen)
+        ]
+        state_topic = self.topics.state(item.camera)
+        effects.append(Publish(state_topic, b"", retain=True, route="latest", kind="state"))
+        message = "camera %s: its last read was erased; retained pictures and state cleared"
+        effects.append(Log(logging.INFO, message, (item.camera,)))
         return effects
 
     def _event(self, item: EventIn) -> list[Effect]:

@@ -31,6 +31,7 @@ from hik2mqtt.pipeline import (
     Effect,
     EventIn,
     FetchDeviceInfo,
+    ForgetPictures,
     Later,
     ListsIn,
     Log,
@@ -878,6 +879,27 @@ def test_connected_without_home_assistant() -> None:
         Later(2.0, RegistryDue()),
     ]
     assert pipeline.handle(Rediscover()) == []
+
+
+def test_forgetting_a_cameras_last_read_clears_what_the_broker_retains_of_it() -> None:
+    """ForgetPictures (its last read was erased) clears the camera's retained pictures, of
+    every kind it has sent and the kinds given (never a topic from a bad kind), and its
+    retained state, through the latest-value route; an unknown camera is ignored."""
+    pipeline = make_pipeline()
+    pipeline.handle(read_in())
+    effects = pipeline.handle(ForgetPictures("gate", ("scene", "a/#", "+", "plate")))
+    cleared = of(effects, Publish)
+    assert [p.topic for p in cleared] == [
+        "anpr/gate/image/plate",
+        "anpr/gate/image/scene",
+        "anpr/gate/image/vehicle",
+        "anpr/gate/state",
+    ]
+    assert all((p.payload, p.retain, p.route) == (b"", True, "latest") for p in cleared)
+    assert messages(effects, logging.INFO) == [
+        "camera gate: its last read was erased; retained pictures and state cleared"
+    ]
+    assert pipeline.handle(ForgetPictures("nowhere", ("plate",))) == []
 
 
 def test_device_info_goes_into_discovery() -> None:

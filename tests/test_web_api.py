@@ -488,6 +488,29 @@ def test_erase_a_plate(serve: Callable[..., Served]) -> None:
     assert [r["plate"] for r in left] == ["KEPT1"]
 
 
+def test_erasing_a_cameras_last_read_forgets_its_last_picture(
+    serve: Callable[..., Served],
+) -> None:
+    """When the erased plate's read is a camera's last, the picture the page holds for that
+    camera goes (404); erasing a plate that is not a camera's last read keeps it."""
+    served = serve()
+    served.service.read(record("gate", "GONE1"))
+    served.service.read(record("gate", "LAST1"))
+    served.service.read(record("back", "GONE1"))
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    picture = served.url("/api/cameras/gate/pictures/plate")
+    assert requests.get(picture, headers=auth, timeout=5).status_code == 200
+    answer = requests.delete(served.url("/api/reads?plate=gone1"), headers=auth, timeout=5)
+    assert answer.json() == {"reads": 2, "pictures": 0}
+    assert requests.get(picture, headers=auth, timeout=5).status_code == 200
+    assert served.backend.forgotten == ["back"]
+    answer = requests.delete(served.url("/api/reads?plate=last 1"), headers=auth, timeout=5)
+    assert answer.json() == {"reads": 1, "pictures": 0}
+    gone = requests.get(picture, headers=auth, timeout=5)
+    assert (gone.status_code, gone.json()) == (404, {"error": "no picture yet"})
+    assert served.backend.forgotten == ["back", "gate"]
+
+
 # -- security ---------------------------------------------------------------------------
 
 

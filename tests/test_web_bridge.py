@@ -4,6 +4,7 @@ and their outcome is published on MQTT; Home Assistant's bridge device links to 
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import sqlite3
@@ -185,3 +186,61 @@ def test_the_history_keeps_each_read_as_published_and_a_slow_page_holds_up_no_ca
             sub.wait_for(f"{prefix}/other/plate")  # while the gate camera's read is held
         finally:
             release.set()
+
+
+def test_erasing_a_cameras_last_read_clears_its_pictures_on_the_page_and_the_broker(
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    run_bridge: RunBridge,
+    subscribe: Subscribe,
+) -> None:
+    """Erasing the plate of a camera's last read drops the page's last picture of that
+    camera (404) and clears the retained picture and state topics on the broker (a new
+    subscriber gets neither); erasing a plate that is not the last read clears nothing."""
+    port = free_port()
+    sub = subscribe(f"{prefix}/#")
+    run_bridge(
+        bridge_settings(
+            broker,
+            prefix,
+            {"gate": camera_config(simulator)},
+            web={"port": port, "password": PASSWORD},
+        )
+    )
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    assert simulator.wait_for_streams(1)
+    image, state = f"{prefix}/gate/image/plate", f"{prefix}/gate/state"
+
+    def found(plate: str) -> object:
+        answer = requests.get(f"{base}/api/reads", params={"plate": plate}, headers=auth)
+        return answer.json()["reads"]
+
+    for count, plate in enumerate(("OLD1AA", "AB12CDE"), 1):
+        simulator.emit_read(plate)
+        sub.wait_for(image, count)
+        wait_until(functools.partial(found, plate))
+    picture = f"{base}/api/cameras/gate/pictures/plate"
+
+    def erase(plate: str) -> object:
+        answer = requests.delete(
+            f"{base}/api/reads", params={"plate": plate}, headers=auth, timeout=10
+        )
+        return answer.json()
+
+    assert erase("old1aa") == {"reads": 1, "pictures": 0}
+    assert requests.get(picture, headers=auth, timeout=10).status_code == 200
+    assert erase("AB 12 CDE") == {"reads": 1, "pictures": 0}
+    assert requests.get(picture, headers=auth, timeout=10).status_code == 404
+    wait_until(lambda: b"" in sub.payloads(state))
+    pictures = sub.payloads(image)  # the empty one came before the empty state
+    assert [bool(p) for p in pictures] == [True, True, False]
+    assert sub.payloads(state).count(b"") == 1
+
+    fresh = subscribe(f"{prefix}/gate/#")
+    fresh.client.publish(f"{prefix}/gate/marker", b"after the retained ones", qos=1)
+    fresh.wait_for(f"{prefix}/gate/marker")
+    assert fresh.on(f"{prefix}/gate/status")  # retained messages do come
+    assert fresh.on(image) == []
+    assert fresh.on(state) == []

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from hik2mqtt.events import PlateRead, Vehicle
+from hik2mqtt.images import picture_path
 from hik2mqtt.web.demo import record
-from hik2mqtt.web.history import MEMORY_READS, History, Query, fold
+from hik2mqtt.web.history import DB_NAME, MEMORY_READS, Erased, History, Query, fold
 
 
 @pytest.fixture
@@ -168,6 +170,130 @@ def test_erase_removes_rows_and_picture_files(tmp_path: Path, history: History) 
     assert plates(history) == ["XY99ZZZ"]
     assert [f.exists() for f in files] == [False, False, True]
     assert outside.exists()
+
+
+def old_picture(images: Path, plate: str, kind: str = "plate", camera: str = "gate") -> Path:
+    """A picture file as the bridge names it (images.picture_path), from long ago."""
+    when = datetime(2020, 1, 2, 3, 4, 5, 678_000)
+    read = PlateRead(
+        plate=plate,
+        raw_plate=plate,
+        time=None,
+        confidence=90,
+        direction=None,
+        country=None,
+        channel=None,
+        lane=None,
+        event_id=None,
+        vehicle=Vehicle(),
+        list_name=None,
+        retransmitted=False,
+        plate_color=None,
+        pictures=(),
+    )
+    path = picture_path(images, camera=camera, read=read, kind=kind, received=when)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"jpeg")
+    return path
+
+
+def test_erase_removes_the_plates_picture_files_the_history_no_longer_names(
+    tmp_path: Path, history: History
+) -> None:
+    """Erasing a plate also deletes picture files of that plate (by their names, compared
+    as the history compares) that no read in the history names any more; other plates'
+    pictures stay, even ones whose names look alike; each file is counted once."""
+    images = tmp_path / "images"
+    gone = [
+        old_picture(images, "AB 12 CDE"),
+        old_picture(images, "AB-12-CDE", "vehicle_2", camera="back"),
+        old_picture(images, "A8I2CDE", "scene"),  # 8/B and I/1 fold, as searches do
+        old_picture(images, "LONG" * 10),  # the name keeps the first 32 characters
+    ]
+    kept = [
+        old_picture(images, "AB12CDF"),
+        old_picture(images, "AB12CDEX"),
+        old_picture(images, "XAB12CDE"),
+        old_picture(images, "AB12_CDE_plate", "vehicle"),
+        old_picture(images, "AB12", "plate_CDE"),  # not a kind: not a picture's name
+        old_picture(images, "LONG" * 7 + "XXXX"),  # as long as a cut name, another plate
+    ]
+    stray = images / "AB12CDE.jpg"  # not a name the bridge gives
+    stray.write_bytes(b"jpeg")
+    named = old_picture(images, "AB12CDE", "vehicle", camera="side")
+    history.add(record("gate", "AB12CDE", pictures={"vehicle": named}))
+    history.add(record("gate", "LONG" * 10))
+
+    erased = history.erase("ab12cde")
+    assert (erased.reads, erased.pictures) == (1, 4)
+    assert [f.exists() for f in gone[:3]] == [False] * 3
+    assert not named.exists()
+    assert all(f.exists() for f in [*kept, stray, gone[3]])
+    assert history.erase("LONG" * 10) == Erased(1, 1, {"gate": ("plate", "vehicle")})
+    assert not gone[3].exists()
+    assert all(f.exists() for f in kept)
+
+
+def test_erasing_picture_files_never_follows_a_symlink(tmp_path: Path, history: History) -> None:
+    """The scan of the picture folder deletes the plate's files inside it but never enters
+    a linked folder nor deletes through (or follows) a linked file that points outside."""
+    images = tmp_path / "images"
+    inside = old_picture(images, "AB12CDE")
+    outside = old_picture(tmp_path / "elsewhere", "AB12CDE")
+    (images / "linked").symlink_to(outside.parent.parent, target_is_directory=True)
+    link = inside.with_name(inside.name.replace("plate", "vehicle"))
+    link.symlink_to(outside)
+    assert history.erase("AB12CDE").pictures == 1
+    assert not inside.exists()
+    assert outside.read_bytes() == b"jpeg"
+    assert link.is_symlink()
+
+
+def test_erase_says_which_cameras_last_read_it_took(tmp_path: Path) -> None:
+    """Erased.latest names the cameras whose last read was the erased plate's, with that
+    read's picture kinds: in memory, and from the database after a restart."""
+    for folder in (tmp_path / "history", None):
+        store = History(folder)
+        store.start()
+        store.add(record("gate", "OLD1"))
+        store.add(record("gate", "AB12CDE", pictures={"plate": None}))
+        store.add(record("back", "AB12CDE"))
+        store.add(record("back", "NEW1"))
+        store.add(record("side", "OLD1"))
+        if folder is not None:
+            store.close()
+            store = History(folder)
+            store.start()
+        try:
+            erased = store.erase("AB12CDE")
+            assert (erased.reads, erased.latest) == (2, {"gate": ("plate",)})
+            # gate's last read is gone, but was the erased one: OLD1 is not gate's last
+            assert store.erase("OLD1").latest == {"side": ("plate", "vehicle")}
+        finally:
+            store.close()
+
+
+def test_erase_leaves_no_trace_of_the_plate_in_the_database_files(tmp_path: Path) -> None:
+    """After an erasure the plate's bytes (as read, and as folded for searches) are nowhere
+    in the SQLite file or its write-ahead log, while the bridge keeps running."""
+    folder = tmp_path / "history"
+    store = History(folder)
+    store.start()
+    try:
+        for n in range(3000):
+            store.add(record("gate", "ERAS3ME" if n % 10 == 3 else f"KEEP{n:04d}"))
+        assert store.flush()
+        files = [folder / DB_NAME, folder / f"{DB_NAME}-wal"]
+        raw = b"".join(f.read_bytes() for f in files if f.exists())
+        assert raw.count(b"ERAS3ME") >= 300
+        assert store.erase("eras3me").reads == 300
+        raw = b"".join(f.read_bytes() for f in files if f.exists())
+        assert b"KEEP2999" in raw  # the other reads are there to be read
+        assert b"ERAS3ME" not in raw
+        assert b"ERA53ME" not in raw  # the folded plate (the index)
+        assert store.count() == 2700
+    finally:
+        store.close()
 
 
 def test_picture_file_stays_inside_the_folder(tmp_path: Path, history: History) -> None:

@@ -382,6 +382,8 @@ class WebApp:
         if not plate.strip() or len(plate) > MAX_FILTER_TEXT:
             return _error(400, "say which plate: DELETE /api/reads?plate=...")
         erased = self.history.erase(plate)
+        for camera, kinds in erased.latest.items():  # its last pictures showed that plate
+            self.backend.forget_pictures(camera, kinds)
         return JSONResponse({"reads": erased.reads, "pictures": erased.pictures})
 
     def read_picture(self, request: Request) -> Response:

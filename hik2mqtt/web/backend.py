@@ -7,7 +7,7 @@ for the page's questions and buttons. Nothing in ``hik2mqtt.web`` imports the br
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -194,6 +194,12 @@ class WebBackend(Protocol):
         """The last picture of this kind from this camera (a JPEG), or None; with
         ``event_id``, only when it is the picture of that read (a read is published
         before its pictures arrive: until then the last one is another vehicle's)."""
+        ...
+
+    def forget_pictures(self, camera: str, kinds: Collection[str] = ()) -> None:
+        """The camera's last read was erased (its plate's history was): forget the last
+        pictures held for it (every kind), and clear what the broker retains of that read
+        (its pictures of ``kinds`` and of any kind seen, and its ``state``)."""
         ...
 
     def submit(

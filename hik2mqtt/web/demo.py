@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ class FakeBackend:
     trigger_interval: float = 0.0
     submitted: list[Submitted] = field(default_factory=list)
     reloads: int = 0
+    forgotten: list[str] = field(default_factory=list)  # cameras forget_pictures was told
     _last_trigger: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _lists: ListsFile | None = None
@@ -74,6 +75,12 @@ class FakeBackend:
 
     def latest_picture(self, camera: str, kind: str, event_id: str | None = None) -> bytes | None:
         return self.pictures.get((camera, kind))  # the demo's reads share their pictures
+
+    def forget_pictures(self, camera: str, kinds: Collection[str] = ()) -> None:
+        with self._lock:
+            self.forgotten.append(camera)
+            for key in [key for key in self.pictures if key[0] == camera]:
+                del self.pictures[key]
 
     def submit(
         self, camera: str, kind: CommandKind, output: int | None, value: str

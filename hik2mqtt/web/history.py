@@ -21,15 +21,19 @@ import csv
 import io
 import json
 import logging
+import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hik2mqtt.events import PICTURE_KIND_NAMES
+from hik2mqtt.images import FILE_PART_LIMIT
 from hik2mqtt.plates import CONFUSABLE, distance, normalize
 from hik2mqtt.web.backend import ReadRecord, picture_files, search_fields
 
@@ -44,6 +48,10 @@ MAX_TOLERANCE = 2
 MAX_NEAR = 500  # distinct plates a tolerant search looks for at most
 PRUNE_EVERY = 3600.0
 DB_NAME = "history.sqlite3"
+# A picture file's name (hik2mqtt.images.picture_path): <HHMMSS-mmm>_<plate>_<kind>.jpg,
+# the kind one of PICTURE_KIND_NAMES, numbered _2.._16 (so the split is never ambiguous).
+_KINDS = "|".join(map(re.escape, PICTURE_KIND_NAMES))
+_PICTURE_NAME = re.compile(r"\d{6}-\d{3}_(.+)_(?:" + _KINDS + r")(?:_\d{1,2})?\.jpg")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reads (
@@ -169,6 +177,9 @@ class Page:
 class Erased:
     reads: int
     pictures: int
+    # Cameras whose last read was one of those erased, with that read's picture kinds:
+    # the last pictures held for them (in memory, retained on the broker) must go too.
+    latest: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _within(a: str | None, b: str, limit: int) -> bool:
@@ -210,6 +221,8 @@ class History:
         else:
             target = ":memory:"
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        # Deleted rows (an erased plate) are overwritten with zeros, not left in free pages.
+        self._db.execute("PRAGMA secure_delete=ON")
         if folder is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -433,27 +446,91 @@ class History:
             return int(self._db.execute("SELECT count(*) FROM reads").fetchone()[0])
 
     def erase(self, plate: str) -> Erased:
-        """Delete every read of ``plate`` (compared as searches compare) and its pictures."""
+        """Delete every read of ``plate`` (compared as searches compare) and its pictures:
+        the files its reads name, and any other picture file of that plate in the picture
+        folder (kept longer than the history, or never in it). The database is left
+        without a trace of it (secure_delete, and the WAL emptied). Never logs the plate."""
         folded = fold(plate)
         if folded is None:
             return Erased(0, 0)
         self.flush()
+        with self._lock:
+            latest_known = dict(self._latest)
         with self._db_lock:
             rows = self._db.execute(
-                "SELECT id, data FROM reads WHERE folded = ?", (folded,)
+                "SELECT id, camera, data FROM reads WHERE folded = ?", (folded,)
             ).fetchall()
+            last = {
+                camera: latest_known.get(camera)
+                or self._db.execute(
+                    "SELECT max(id) FROM reads WHERE camera = ?", (camera,)
+                ).fetchone()[0]
+                for camera in {row[1] for row in rows}
+            }
             self._db.execute("DELETE FROM reads WHERE folded = ?", (folded,))
+            with self._lock:  # found after a restart: kept, so the next erasure knows it
+                for camera, read_id in last.items():
+                    self._latest.setdefault(camera, read_id)
+            if self.folder is not None:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if busy:
+                    log.warning("history: the log of the erased reads could not be emptied yet")
         files: list[str] = []
-        for _, data in rows:
-            files.extend(_files(_doc(data)))
+        latest: dict[str, tuple[str, ...]] = {}
+        for rid, camera, data in rows:
+            doc = _doc(data)
+            files.extend(_files(doc))
+            if last.get(camera) == rid:
+                images = doc.get("images")
+                latest[camera] = tuple(images) if isinstance(images, dict) else ()
         with self._lock:
             for key, waiting in list(self._recent.items()):
                 if fold(search_fields(waiting.doc)[1]) == folded:
                     files.extend(_files(waiting.doc))
                     del self._recent[key]
         pictures = sum(self._unlink(Path(f)) for f in set(files))
-        log.info("history: erased %d reads of one plate and %d pictures", len(rows), pictures)
-        return Erased(len(rows), pictures)
+        pictures += self._erase_picture_files(folded)
+        log.info(
+            "history: erased %d reads of one plate and %d pictures (%d cameras' last read)",
+            len(rows),
+            pictures,
+            len(latest),
+        )
+        return Erased(len(rows), pictures, latest)
+
+    def _erase_picture_files(self, folded: str) -> int:
+        """Delete the picture files in the picture folder named for ``folded``: a walk
+        that never follows a symlink (a linked folder is not entered, a linked file is
+        neither deleted nor followed) and holds one folder's matches at a time."""
+        if self.images_dir is None or not self.images_dir.is_dir():  # none written yet
+            return 0
+        deleted = 0
+        folders = [self.images_dir]
+        while folders:
+            folder = folders.pop()
+            matches: list[str] = []
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False) and _names_plate(
+                            entry.name, folded
+                        ):
+                            matches.append(entry.path)
+            except OSError as exc:  # the folder's name is a camera's and a date: no plate
+                log.warning("history: cannot look for pictures in %s: %s", folder, exc.strerror)
+                continue
+            for path in matches:
+                try:
+                    os.unlink(path)  # a symlink put here since would go itself, not its target
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    log.warning("history: cannot delete a picture in %s: %s", folder, exc.strerror)
+                    continue
+                deleted += 1
+        return deleted
 
     def picture_file(self, record: ReadRecord, kind: str) -> Path | None:
         """The picture file of a read, only when it lies inside the picture folder."""
@@ -473,8 +550,8 @@ class History:
             resolved.unlink()
         except FileNotFoundError:
             return 0
-        except OSError as exc:
-            log.warning("history: cannot delete picture %s: %s", resolved, exc)
+        except OSError as exc:  # the file's name holds the plate: not logged
+            log.warning("history: cannot delete a picture in %s: %s", resolved.parent, exc.strerror)
             return 0
         return 1
 
@@ -540,6 +617,18 @@ def _doc(data: str) -> dict[str, Any]:
 def _files(doc: dict[str, Any]) -> list[str]:
     images = doc.get("images")
     return [f for f in picture_files(images).values() if f] if isinstance(images, dict) else []
+
+
+def _names_plate(name: str, folded: str) -> bool:
+    """True when ``name`` is a picture file's name (``picture_path``) for the plate
+    ``folded``. A plate part cut at the name's limit matches the plates it begins."""
+    found = _PICTURE_NAME.fullmatch(name)
+    if found is None:
+        return False
+    part = fold(found[1])
+    if part == folded:
+        return True
+    return part is not None and len(found[1]) == FILE_PART_LIMIT and folded.startswith(part)
 
 
 def _received(doc: dict[str, Any], ts: float | None) -> datetime:
