@@ -132,8 +132,14 @@ def camera_configs(
             "last_plate",
             "Last plate",
             state_topic=topics.state(camera),
-            value_template="{{ value_json.plate if value_json.plate else 'unknown' }}",
+            # An empty payload (a plate's erasure cleared the topic) is no plate, and no
+            # attributes, rather than a template warning in Home Assistant's log.
+            value_template=(
+                "{{ value_json.plate if value_json is defined and value_json.plate "
+                "else 'unknown' }}"
+            ),
             json_attributes_topic=topics.state(camera),
+            json_attributes_template="{{ value if value else '{}' }}",
             icon="mdi:card-text-outline",
         ),
         *(

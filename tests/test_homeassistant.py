@@ -186,6 +186,8 @@ def _up(url: str) -> bool:
         return False
 
 
+PAGE_PASSWORD = "page-password-1"
+
 # Entity ids as the README documents them (section "Home Assistant").
 DOCUMENTED = documented_entity_ids("gate")
 
@@ -220,8 +222,16 @@ def test_home_assistant_sees_entities_events_images_and_button(
     ha = home_assistant
     states = ha.states
 
+    page = free_port()
     with Simulator(heartbeat=None) as sim:
-        bridge = Bridge(settings=bridge_settings(ha.broker, "anpr", {"gate": camera_config(sim)}))
+        bridge = Bridge(
+            settings=bridge_settings(
+                ha.broker,
+                "anpr",
+                {"gate": camera_config(sim)},
+                web={"port": page, "password": PAGE_PASSWORD},
+            )
+        )
         bridge.start()
         try:
             wait_for_entities(ha, DOCUMENTED)
@@ -261,6 +271,26 @@ def test_home_assistant_sees_entities_events_images_and_button(
             )
             assert pressed.status_code == 200
             wait_until(lambda: sim.count("/ISAPI/Traffic/MNPR") > before, timeout=15)
+
+            # Erasing the plate on the page empties the retained state and pictures: HA's
+            # sensor has no plate and no attributes left, and HA complains of nothing.
+            def last_read() -> dict[str, Any]:
+                return dict(states()["sensor.hik2mqtt_gate_last_plate"]["attributes"])
+
+            wait_until(lambda: last_read().get("source") == "manual", timeout=30)  # "read now"
+            last = last_read()["plate"]
+            erased = requests.delete(
+                f"http://127.0.0.1:{page}/api/reads",
+                params={"plate": last},
+                headers={"Authorization": f"Bearer {PAGE_PASSWORD}"},
+                timeout=10,
+            )
+            assert erased.status_code == 200, erased.text
+            wait_until(
+                lambda: states()["sensor.hik2mqtt_gate_last_plate"]["state"] == "unknown",
+                timeout=30,
+            )
+            assert "plate" not in states()["sensor.hik2mqtt_gate_last_plate"]["attributes"]
         finally:
             bridge.stop()
     # No stray "gate" entities beside the documented ones (ids not taken from our keys).
