@@ -29,6 +29,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -296,6 +297,75 @@ def bench_bridge_cost(count: int) -> dict[str, float]:
     }
 
 
+def bench_writer_beside_a_busy_thread(count: int) -> dict[str, dict[str, float]]:
+    """The history writing ``count`` reads while another thread keeps the GIL busy (a
+    camera thread in a flood): its own way (one INSERT per 500 rows) against the same rows
+    with ``executemany`` (one step per row, the GIL won back each time). Wall time of the
+    writes, and how much the busy thread got done meanwhile (per second, vs alone)."""
+    spins = 0
+    stop = False
+
+    def spin() -> None:
+        nonlocal spins
+        while not stop:
+            for _ in range(1000):
+                pass
+            spins += 1
+
+    def timed(write: Any) -> dict[str, float]:
+        before, started = spins, time.perf_counter()
+        write()
+        took = time.perf_counter() - started
+        return {"seconds": took, "busy thread per s": (spins - before) / took}
+
+    out: dict[str, dict[str, float]] = {}
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        out["busy thread alone"] = timed(lambda: time.sleep(1.0))
+        for name in ("executemany (reference)", "History (one INSERT per 500 rows)"):
+            with tempfile.TemporaryDirectory() as folder:
+                history = History(Path(folder))
+                waiting = [history.add_published(_doc(n)) for n in range(count)]
+                batch = list(history._queue)
+                history._queue.clear()
+                assert len(batch) == len(waiting)
+                if name.startswith("History"):
+                    out[name] = timed(lambda: history._write(batch))
+                else:
+                    rows = [w.row() for w in batch]
+                    db = history._db
+
+                    def many() -> None:
+                        db.execute("BEGIN")
+                        db.executemany("INSERT INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+                        db.execute("COMMIT")
+
+                    out[name] = timed(many)
+                history.close()
+    finally:
+        stop = True
+        worker.join()
+    return out
+
+
+def _doc(n: int) -> dict[str, Any]:
+    read = decode(make_read(f"WR{n:05d}").xml)
+    assert isinstance(read, PlateRead)
+    return dict(
+        json.loads(
+            plate_payload(
+                camera="gate",
+                read=read,
+                source="stream",
+                received=datetime.now().astimezone(),
+                images={},
+                extra={"normalized": f"WR{n:05d}", "match": None, "duplicate": False},
+            )
+        )
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reads", type=int, default=100_000)
@@ -327,6 +397,15 @@ def main() -> int:
         f"CPU incl. the history writer {cost['with writer'] * 1e6:.1f} us "
         f"({cost['with writer'] / cost['payload']:.1f}x the payload)"
     )
+    writer = bench_writer_beside_a_busy_thread(2_000)
+    print("history writing 2,000 reads beside a thread that keeps the GIL busy:")
+    alone = writer.pop("busy thread alone")["busy thread per s"]
+    for name, figures in writer.items():
+        pace = figures["busy thread per s"] / alone
+        print(
+            f"  {name:36s} {figures['seconds']:7.2f} s, the busy thread at {pace:.0%} of its "
+            f"pace alone meanwhile: {figures['seconds'] * (1 - pace) * 1000:.0f} ms of its work lost"
+        )
     search = bench_search(args.reads)
     fill_time = search.pop("(fill)")
     print(

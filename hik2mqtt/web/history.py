@@ -73,6 +73,9 @@ CREATE INDEX IF NOT EXISTS reads_camera ON reads (camera, id);
 """
 
 _SELECT = "SELECT id, ts, gate, gate_reason, data FROM reads"
+_INSERT = "INSERT INTO reads VALUES "
+_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
+INSERT_ROWS = 500  # rows per INSERT: 5,500 values, well under SQLite's 32,766
 
 # 0.2.0 kept the published JSON inside its own document (under "payload", with the gate's
 # reason beside it): moved to the columns of today, once, when such a file is opened.
@@ -370,7 +373,16 @@ class History:
         with self._db_lock:
             self._db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+                # One statement per INSERT_ROWS rows, not executemany's one per row: the
+                # sqlite3 module lets go of the GIL for each step and must win it back from
+                # busy camera threads every time, up to 5 ms each (bench/bench_web.py:
+                # 2,000 rows beside a busy thread took 10 s one by one, 0.1 s this way).
+                for start in range(0, len(rows), INSERT_ROWS):
+                    chunk = rows[start : start + INSERT_ROWS]
+                    self._db.execute(
+                        _INSERT + ",".join([_ROW] * len(chunk)),
+                        [value for row in chunk for value in row],
+                    )
                 if self.folder is None:
                     self._db.execute(
                         "DELETE FROM reads WHERE id <= ?", (batch[-1].id - self.memory_reads,)
