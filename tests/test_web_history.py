@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 
 from hik2mqtt.events import PlateRead, Vehicle
 from hik2mqtt.images import picture_path
+from hik2mqtt.web import history as history_module
 from hik2mqtt.web.demo import record
 from hik2mqtt.web.history import DB_NAME, MEMORY_READS, Erased, History, Query, fold
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -348,6 +351,35 @@ def test_add_never_waits_for_the_writer(tmp_path: Path) -> None:
         assert store.flush()
         assert store.dropped >= 1
         assert plates(store, plate="Q19") == ["Q19"]
+    finally:
+        store.close()
+
+
+def test_the_writer_waits_for_a_pause_in_the_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads arriving one after another are written together once they pause (QUIET), not
+    while they keep coming, and a steady stream at the latest MAX_WAIT after its first
+    read. Until written, a read is still found by its id."""
+    monkeypatch.setattr(history_module, "QUIET", 1.5)
+    monkeypatch.setattr(history_module, "MAX_WAIT", 60.0)
+    store = History(tmp_path)
+    store.start()
+    try:
+        ids = []
+        for n in range(30):  # a read every 50 ms for 1.5 s: never a 1.5 s pause
+            ids.append(store.add(record("gate", f"B{n}")).id)
+            assert store.count() == 0
+            assert store.get(ids[-1]) is not None
+            time.sleep(0.05)  # pacing the reads, not waiting for a result
+        wait_until(lambda: store.count() == 30)
+
+        monkeypatch.setattr(history_module, "QUIET", 60.0)
+        monkeypatch.setattr(history_module, "MAX_WAIT", 1.0)
+        for n in range(3):
+            store.add(record("gate", f"S{n}"))
+            time.sleep(0.05)
+        wait_until(lambda: store.count() == 33, timeout=15)  # MAX_WAIT, not QUIET (60 s)
     finally:
         store.close()
 

@@ -38,8 +38,15 @@ from hik2mqtt.plates import CONFUSABLE, distance, normalize
 from hik2mqtt.web.backend import ReadRecord, picture_files, search_fields
 
 log = logging.getLogger(__name__)
-BATCH_DELAY = 0.2  # seconds the writer gathers a burst of reads into one transaction
-BATCH_ROWS = 500  # or until this many wait
+# The writer yields to the cameras: it writes the reads waiting once reads pause for QUIET
+# seconds, or once BATCH_ROWS wait, or once the oldest has waited MAX_WAIT. So a burst of
+# reads is published without the history's SQLite work beside it, and is written in one
+# transaction after (a transaction writes each index page it touched, and the plate index
+# is touched at random: big ones write far fewer pages per read). A read is searchable up
+# to MAX_WAIT after it arrives; the live feed and the read's own URL (``get``) do not wait.
+QUIET = 0.2
+MAX_WAIT = 2.0
+BATCH_ROWS = 2000
 
 MEMORY_READS = 1_000
 QUEUE_SIZE = 10_000
@@ -73,6 +80,7 @@ CREATE INDEX IF NOT EXISTS reads_camera ON reads (camera, id);
 """
 
 _SELECT = "SELECT id, ts, gate, gate_reason, data FROM reads"
+_ABSENT = object()
 _INSERT = "INSERT INTO reads VALUES "
 _ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
 INSERT_ROWS = 500  # rows per INSERT: 5,500 values, well under SQLite's 32,766
@@ -132,6 +140,13 @@ class _Waiting:
 
     def row(self) -> tuple[Any, ...]:
         camera, plate, match, duplicate, retransmitted = search_fields(self.doc)
+        # The bridge's JSON carries the plate normalised as the lists compare it: folding
+        # that is a fifth of the cost of normalising again (on the writer, holding the GIL).
+        normalized = self.doc.get("normalized", _ABSENT)
+        if normalized is None or isinstance(normalized, str):
+            folded = normalized.translate(CONFUSABLE) if normalized else None
+        else:
+            folded = fold(plate)
         if isinstance(self.text, bytes):
             data = self.text.decode(errors="replace")
         elif self.text:
@@ -143,7 +158,7 @@ class _Waiting:
             _received(self.doc, None).timestamp(),
             camera,
             plate,
-            fold(plate),
+            folded,
             match,
             int(duplicate),
             int(retransmitted),
@@ -242,6 +257,7 @@ class History:
         self._recent: collections.OrderedDict[int, _Waiting] = collections.OrderedDict()
         self._latest: dict[str, int] = {}
         self._pending = 0
+        self._last_add = 0.0  # time.monotonic() of the last read added
         self._pending_flush = 0  # callers of flush() waiting: write at once
         self.dropped = 0
         self.write_errors = 0
@@ -271,6 +287,7 @@ class History:
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning("history: writer behind, %d reads dropped so far", self.dropped)
             self._queue.append(waiting)
+            self._last_add = time.monotonic()
             self._pending += 1
             self._recent[waiting.id] = waiting
             if len(self._recent) > MEMORY_READS:
@@ -338,16 +355,14 @@ class History:
                     self._wake.wait(timeout=60.0)
                     if self.clock() >= self._next_prune:
                         break
-                # Gather a burst into one transaction: far fewer commits and wake-ups for
-                # the camera threads to compete with (a read is searchable BATCH_DELAY later;
-                # the live feed does not wait for this).
-                until = time.monotonic() + BATCH_DELAY
+                # Wait for a pause in the reads (see QUIET).
+                latest = time.monotonic() + MAX_WAIT
                 while (
                     self._queue
                     and len(self._queue) < BATCH_ROWS
                     and not self._stop
                     and self._pending_flush == 0
-                    and (left := until - time.monotonic()) > 0
+                    and (left := min(self._last_add + QUIET, latest) - time.monotonic()) > 0
                 ):
                     self._wake.wait(left)
                 batch = list(self._queue)
