@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from hik2mqtt.multipart import MultipartParser
 from hik2mqtt.simulator import Simulator
 from hik2mqtt.simulator.encoders import encode_read, heartbeat_part, make_read
-from tests.conftest import Broker, Subscriber
+from tests.conftest import Broker, Subscriber, process_env
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -64,21 +64,13 @@ def start_bridge(
     prefix: str = "b",
     extra: dict[str, str] | None = None,
 ) -> Proc:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIK2MQTT_")}
-    env.update(
-        HIK2MQTT_MQTT__HOST=broker.host,
-        HIK2MQTT_MQTT__PORT=str(broker.port),
-        HIK2MQTT_TOPIC_PREFIX=prefix,
-        HIK2MQTT_LOG_LEVEL="WARNING",
-        HIK2MQTT_MQTT__QUEUE_SIZE="1000000",
-        HIK2MQTT_WEB__PORT="0",  # the page's own cost: bench/compare.py --page
+    # The page is off: its own cost is bench/compare.py --page.
+    env = process_env(
+        broker, prefix, sims, HIK2MQTT_LOG_LEVEL="WARNING", HIK2MQTT_MQTT__QUEUE_SIZE="1000000"
     )
-    for name, sim in sims.items():
-        env[f"HIK2MQTT_CAMERAS__{name}__HOST"] = sim.host
-        env[f"HIK2MQTT_CAMERAS__{name}__PORT"] = str(sim.port)
-        env[f"HIK2MQTT_CAMERAS__{name}__PASSWORD"] = sim.password
-        env[f"HIK2MQTT_CAMERAS__{name}__IDLE_TIMEOUT"] = "300"
-        env[f"HIK2MQTT_CAMERAS__{name}__TRIGGER_INTERVAL"] = "0"
+    for name in sims:
+        env[f"HIK2MQTT_CAMERAS__{name.upper()}__IDLE_TIMEOUT"] = "300"
+        env[f"HIK2MQTT_CAMERAS__{name.upper()}__TRIGGER_INTERVAL"] = "0"
     env.update(extra or {})
     return Proc([sys.executable, "-m", "hik2mqtt", "run"], env)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from hik2mqtt.simulator import Simulator
 from hik2mqtt.simulator.encoders import encode_read, make_read
-from tests.conftest import Broker, Subscriber
+from tests.conftest import Broker, Subscriber, process_env
 
 _spec = importlib.util.spec_from_file_location("bench_main", ROOT / "bench" / "bench.py")
 assert _spec is not None and _spec.loader is not None
@@ -50,21 +49,16 @@ RATE = 2000.0
 def start_bridge_of(
     root: Path, broker: Broker, sim: Simulator, prefix: str, extra: dict[str, str] | None = None
 ) -> Proc:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIK2MQTT_")}
-    env.update(
-        PYTHONPATH=str(root),
-        HIK2MQTT_MQTT__HOST=broker.host,
-        HIK2MQTT_MQTT__PORT=str(broker.port),
-        HIK2MQTT_TOPIC_PREFIX=prefix,
+    env = process_env(
+        broker,
+        prefix,
+        {"cam": sim},
+        root=root,
+        page_off=(root / "hik2mqtt" / "web").is_dir(),  # a checkout with the page: off
         HIK2MQTT_LOG_LEVEL="WARNING",
         HIK2MQTT_HOMEASSISTANT__ENABLED="false",
-        HIK2MQTT_CAMERAS__CAM__HOST=sim.host,
-        HIK2MQTT_CAMERAS__CAM__PORT=str(sim.port),
-        HIK2MQTT_CAMERAS__CAM__PASSWORD=sim.password,
         HIK2MQTT_CAMERAS__CAM__IDLE_TIMEOUT="300",
     )
-    if (root / "hik2mqtt" / "web").is_dir():  # a checkout with the page: off unless asked
-        env["HIK2MQTT_WEB__PORT"] = "0"
     env.update(extra or {})
     proc = Proc.__new__(Proc)
     proc.popen = subprocess.Popen(

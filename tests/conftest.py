@@ -269,6 +269,44 @@ def bridge_settings(
 
 
 AnyBroker = Broker | ExternalBroker
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def process_env(
+    broker: AnyBroker | None = None,
+    prefix: str | None = None,
+    cameras: dict[str, Simulator] | None = None,
+    *,
+    root: Path = ROOT,
+    page_off: bool = True,
+    **settings: str,
+) -> dict[str, str]:
+    """The environment for ``python -m hik2mqtt ...`` as its own process (tests, benches):
+    none of the caller's HIK2MQTT_ settings; the code of ``root``; the broker, the topic
+    prefix and one camera per simulator (host, port, its password) when given; no web page
+    (unless ``page_off`` is False: a checkout from before the page has no such setting);
+    then ``settings`` over all of it."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HIK2MQTT_")}
+    env["PYTHONPATH"] = str(root)
+    if page_off:
+        env["HIK2MQTT_WEB__PORT"] = "0"
+    if broker is not None:
+        env.update(HIK2MQTT_MQTT__HOST=broker.host, HIK2MQTT_MQTT__PORT=str(broker.port))
+    if prefix is not None:
+        env["HIK2MQTT_TOPIC_PREFIX"] = prefix
+    for name, sim in (cameras or {}).items():
+        camera = f"HIK2MQTT_CAMERAS__{name.upper()}__"
+        env.update(
+            {
+                camera + "HOST": sim.host,
+                camera + "PORT": str(sim.port),
+                camera + "PASSWORD": sim.password,
+            }
+        )
+    env.update(settings)
+    return env
+
+
 RunBridge = Callable[[Settings], Bridge]
 Subscribe = Callable[..., Subscriber]
 

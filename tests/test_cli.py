@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,16 +10,7 @@ import time
 from pathlib import Path
 
 from hik2mqtt.simulator import Simulator
-from tests.conftest import Broker, ExternalBroker, Subscribe, wait_until
-
-
-def clean_env(**settings: str) -> dict[str, str]:
-    """The environment without HIK2MQTT_ settings; the child runs this checkout's code."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HIK2MQTT_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    env["HIK2MQTT_WEB__PORT"] = "0"  # no web page unless a test asks for one
-    env.update(settings)
-    return env
+from tests.conftest import Broker, ExternalBroker, Subscribe, process_env, wait_until
 
 
 def hik2mqtt(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
@@ -36,7 +26,7 @@ def hik2mqtt(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str
 
 def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     """Bad settings stop the bridge before it connects anywhere, one line per variable."""
-    env = clean_env(
+    env = process_env(
         HIK2MQTT_MQTT__PORT="not-a-port",
         HIK2MQTT_CAMERAS__GATE__HOST="10.0.0.9",
         HIK2MQTT_CAMERAS__GATE__PASSWORD="pw-secret-1",
@@ -63,7 +53,7 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> 
 
 def test_no_camera_is_a_configuration_error(tmp_path: Path) -> None:
     """Running with no camera configured says which variables to set."""
-    proc = hik2mqtt("run", env=clean_env(), cwd=tmp_path)
+    proc = hik2mqtt("run", env=process_env(), cwd=tmp_path)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "HIK2MQTT_CAMERAS: no camera configured" in err
@@ -72,7 +62,7 @@ def test_no_camera_is_a_configuration_error(tmp_path: Path) -> None:
 def test_env_file_and_topic_prefix_checks(tmp_path: Path) -> None:
     """Settings come from --env-file too; a missing file and a bad prefix are reported."""
     proc = hik2mqtt(
-        "run", "--env-file", str(tmp_path / "missing.env"), env=clean_env(), cwd=tmp_path
+        "run", "--env-file", str(tmp_path / "missing.env"), env=process_env(), cwd=tmp_path
     )
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
@@ -81,7 +71,7 @@ def test_env_file_and_topic_prefix_checks(tmp_path: Path) -> None:
     env_file.write_text(
         "HIK2MQTT_TOPIC_PREFIX=a/+/b\nHIK2MQTT_CAMERAS__GATE__HOST=x\nHIK2MQTT_CAMERAS__GATE__PASSWORD=p\n"
     )
-    proc = hik2mqtt("run", "--env-file", str(env_file), env=clean_env(), cwd=tmp_path)
+    proc = hik2mqtt("run", "--env-file", str(env_file), env=process_env(), cwd=tmp_path)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert err.strip().splitlines() == [
@@ -98,15 +88,7 @@ def test_run_sigterm_publishes_offline_and_exits_0_without_leaking_secrets(
     secret = "cam-Pa55-wörd-7731"
     sub = subscribe(f"{prefix}/#")
     with Simulator(heartbeat=0.2, password=secret) as sim:
-        env = clean_env(
-            HIK2MQTT_MQTT__HOST=broker.host,
-            HIK2MQTT_MQTT__PORT=str(broker.port),
-            HIK2MQTT_TOPIC_PREFIX=prefix,
-            HIK2MQTT_LOG_LEVEL="DEBUG",
-            HIK2MQTT_CAMERAS__GATE__HOST=sim.host,
-            HIK2MQTT_CAMERAS__GATE__PORT=str(sim.port),
-            HIK2MQTT_CAMERAS__GATE__PASSWORD=secret,
-        )
+        env = process_env(broker, prefix, {"gate": sim}, HIK2MQTT_LOG_LEVEL="DEBUG")
         proc = hik2mqtt("run", env=env, cwd=tmp_path)
         try:
             sub.wait_for(f"{prefix}/gate/status", timeout=20)
@@ -147,13 +129,13 @@ def test_redacting_formatter_hides_secrets() -> None:
 def test_json_log_lines_for_log_shippers(tmp_path: Path) -> None:
     """HIK2MQTT_LOG_FORMAT=json makes each log line one JSON object, secrets redacted."""
     with Simulator(heartbeat=None, password="json-secret-9") as sim:
-        env = clean_env(
+        env = process_env(
+            None,
+            None,
+            {"cam": sim},
             HIK2MQTT_MQTT__PORT="1",  # no broker there: the bridge logs and keeps trying
             HIK2MQTT_LOG_FORMAT="json",
             HIK2MQTT_LOG_LEVEL="DEBUG",
-            HIK2MQTT_CAMERAS__CAM__HOST=sim.host,
-            HIK2MQTT_CAMERAS__CAM__PORT=str(sim.port),
-            HIK2MQTT_CAMERAS__CAM__PASSWORD="json-secret-9",
         )
         proc = hik2mqtt("run", env=env, cwd=tmp_path)
         try:
@@ -185,7 +167,7 @@ def test_health_follows_the_bridges_real_state(
     bridge.start()
 
     def check(*extra: str) -> tuple[int, str]:
-        proc = hik2mqtt("health", "--file", str(health), *extra, env=clean_env(), cwd=tmp_path)
+        proc = hik2mqtt("health", "--file", str(health), *extra, env=process_env(), cwd=tmp_path)
         out, _ = proc.communicate(timeout=30)
         return proc.returncode, out.strip()
 
@@ -208,17 +190,10 @@ def test_check_reports_each_problem_and_what_to_fix(
     surveillance center) and exits 1; with everything right it exits 0."""
     with Simulator(heartbeat=None) as good, Simulator(heartbeat=None) as quiet:
         quiet.notify_center = False
-        env = clean_env(
-            HIK2MQTT_MQTT__HOST=broker.host,
-            HIK2MQTT_MQTT__PORT=str(broker.port),
-            HIK2MQTT_CAMERAS__GOOD__HOST=good.host,
-            HIK2MQTT_CAMERAS__GOOD__PORT=str(good.port),
-            HIK2MQTT_CAMERAS__GOOD__PASSWORD=good.password,
-            HIK2MQTT_CAMERAS__QUIET__HOST=quiet.host,
-            HIK2MQTT_CAMERAS__QUIET__PORT=str(quiet.port),
-            HIK2MQTT_CAMERAS__QUIET__PASSWORD=quiet.password,
-            HIK2MQTT_CAMERAS__LOCKED__HOST=good.host,
-            HIK2MQTT_CAMERAS__LOCKED__PORT=str(good.port),
+        env = process_env(
+            broker,
+            None,
+            {"good": good, "quiet": quiet, "locked": good},
             HIK2MQTT_CAMERAS__LOCKED__PASSWORD="wrong-password-1",
         )
         proc = hik2mqtt("check", env=env, cwd=tmp_path)

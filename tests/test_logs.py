@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hik2mqtt.cli import RedactingFormatter
 from hik2mqtt.logsafe import MASK, escape, redact_push_path, redact_url
 from hik2mqtt.simulator import Simulator, make_read
-from tests.conftest import AnyBroker, Subscribe, free_port, wait_until
-from tests.test_cli import clean_env, hik2mqtt
+from tests.conftest import AnyBroker, Subscribe, free_port, process_env, wait_until
+from tests.test_cli import hik2mqtt
 
 LINE_START = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL)"
@@ -172,16 +172,13 @@ def test_debug_log_of_a_real_bridge_holds_no_secret_and_no_forged_line(
     port = free_port()
     sub = subscribe(f"{prefix}/#")
     with Simulator(heartbeat=0.5, password=password) as sim:
-        env = clean_env(
-            HIK2MQTT_MQTT__HOST=broker.host,
-            HIK2MQTT_MQTT__PORT=str(broker.port),
-            HIK2MQTT_TOPIC_PREFIX=prefix,
+        env = process_env(
+            broker,
+            prefix,
+            {"gate": sim},
             HIK2MQTT_LOG_LEVEL="DEBUG",
             HIK2MQTT_LISTEN__HOST="127.0.0.1",
             HIK2MQTT_LISTEN__PORT=str(port),
-            HIK2MQTT_CAMERAS__GATE__HOST=sim.host,
-            HIK2MQTT_CAMERAS__GATE__PORT=str(sim.port),
-            HIK2MQTT_CAMERAS__GATE__PASSWORD=password,
             HIK2MQTT_CAMERAS__DOOR__HOST="127.0.0.1",
             HIK2MQTT_CAMERAS__DOOR__MODE="push",
             HIK2MQTT_CAMERAS__DOOR__PASSWORD=password,
@@ -235,7 +232,7 @@ def test_simulate_logs_its_word_like_password_as_a_word(tmp_path: Path) -> None:
     """`hik2mqtt simulate` with the password ``simulator`` still says "camera simulator"."""
     port = free_port()
     proc = hik2mqtt(
-        "simulate", "--port", str(port), "--password", "simulator", env=clean_env(), cwd=tmp_path
+        "simulate", "--port", str(port), "--password", "simulator", env=process_env(), cwd=tmp_path
     )
     try:
         wait_until(lambda: _accepts(port), timeout=20)
@@ -261,7 +258,7 @@ def test_a_non_utf8_env_file_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(
         b"HIK2MQTT_CAMERAS__GATE__HOST=cam\nHIK2MQTT_CAMERAS__GATE__PASSWORD=caf\xe9\n"
     )
-    proc = hik2mqtt("run", env=clean_env(), cwd=tmp_path)
+    proc = hik2mqtt("run", env=process_env(), cwd=tmp_path)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert err.splitlines() == [
@@ -272,7 +269,7 @@ def test_a_non_utf8_env_file_is_a_configuration_error(tmp_path: Path) -> None:
 
 def test_a_nested_setting_that_is_not_json_is_a_configuration_error(tmp_path: Path) -> None:
     """A nested setting given whole as broken JSON exits 2 with one line naming it."""
-    proc = hik2mqtt("run", env=clean_env(HIK2MQTT_CAMERAS="{bad"), cwd=tmp_path)
+    proc = hik2mqtt("run", env=process_env(HIK2MQTT_CAMERAS="{bad"), cwd=tmp_path)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert err.splitlines() == [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sqlite3
 import subprocess
@@ -33,6 +32,7 @@ from tests.conftest import (
     Subscriber,
     bridge_settings,
     camera_config,
+    process_env,
     wait_until,
 )
 
@@ -129,17 +129,7 @@ def test_sigterm_with_reads_in_flight_loses_none(
     sim = Simulator(heartbeat=None).start()
     try:
         sub = subscribe(f"{prefix}/+/plate", target=broker, persistent=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HIK2MQTT_")}
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # this checkout's code
-        env.update(
-            HIK2MQTT_MQTT__HOST=broker.host,
-            HIK2MQTT_MQTT__PORT=str(broker.port),
-            HIK2MQTT_TOPIC_PREFIX=prefix,
-            HIK2MQTT_SPOOL_DIR=str(tmp_path),
-            HIK2MQTT_CAMERAS__CAM__HOST=sim.host,
-            HIK2MQTT_CAMERAS__CAM__PORT=str(sim.port),
-            HIK2MQTT_CAMERAS__CAM__PASSWORD=sim.password,
-        )
+        env = process_env(broker, prefix, {"cam": sim}, HIK2MQTT_SPOOL_DIR=str(tmp_path))
 
         def run() -> subprocess.Popen[bytes]:
             return subprocess.Popen(

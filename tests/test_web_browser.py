@@ -77,11 +77,17 @@ def base(service: WebService) -> str:
     return f"http://127.0.0.1:{service.port}"
 
 
-def log_in(driver: WebDriver, service: WebService, password: str = PASSWORD) -> None:
-    driver.get(base(service) + "/")
-    field = driver.find_element(By.ID, "password")
-    field.send_keys(password)
+def log_in(driver: WebDriver, url: str, password: str = PASSWORD) -> None:
+    """Open the page at ``url`` and send its login form."""
+    driver.get(url + "/")
+    driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
+def open_live(driver: WebDriver, url: str) -> None:
+    """Log in, and wait until the page's live feed is open."""
+    log_in(driver, url)
+    wait_until(lambda: find(driver, "#feed.open"), timeout=15)
 
 
 def find(driver: WebDriver, css: str) -> WebElement | None:
@@ -113,8 +119,7 @@ def test_live_read_search_csv_read_now_and_lists(
     """Logged in, the page shows a read as it arrives with its pictures, finds it in the
     history, exports it as CSV, sends "read now" to the backend and saves an edited list."""
     service, backend, images = site
-    log_in(browser, service)
-    wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+    open_live(browser, base(service))
     (images / "p.jpg").write_bytes(PLATE_JPEG)
     (images / "v.jpg").write_bytes(VEHICLE_JPEG)
     service.read(
@@ -175,7 +180,7 @@ def test_a_refused_save_shows_the_reason(
     reason as an error, and the file and the bridge's lists stay as they were."""
     service, backend, _ = site
     before = (tmp_path / "lists.yaml").read_text()
-    log_in(browser, service)
+    log_in(browser, base(service))
     browser.find_element(By.CSS_SELECTOR, "[data-tab=lists]").click()
     wait_until(lambda: find(browser, "#lists-body fieldset.list"))
     browser.find_element(By.ID, "add-list").click()
@@ -193,8 +198,7 @@ def test_camera_text_is_shown_as_text(
 ) -> None:
     """A plate with markup in it is shown literally, never run or parsed."""
     service, _, _ = site
-    log_in(browser, service)
-    wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+    open_live(browser, base(service))
     service.read(record("gate", "<img src=x onerror=alert(1)>"))
     item = wait_until(lambda: find(browser, "#reads li.read"), timeout=15)
     assert item.find_element(By.CSS_SELECTOR, ".plate").text == "<img src=x onerror=alert(1)>"
@@ -206,7 +210,7 @@ def test_refused_without_the_password(
 ) -> None:
     """A wrong password keeps the browser on the login form, and the API refuses it."""
     service, backend, _ = site
-    log_in(browser, service, password="not the password")
+    log_in(browser, base(service), password="not the password")
     wait_until(lambda: "Wrong password." in texts(browser, "p.error"))
     assert find(browser, "#reads") is None
     browser.get(base(service) + "/api/cameras")
@@ -242,7 +246,7 @@ def test_leaving_the_page_closes_its_live_feed(
     """A page left for another (even one kept in the back/forward cache) closes its feed,
     so going back and forth never runs out of the browser's six connections per server."""
     service, _, _ = site
-    log_in(browser, service)
+    log_in(browser, base(service))
     for _ in range(8):
         wait_until(lambda: find(browser, "#feed.open"), timeout=15)
         browser.get("about:blank")
@@ -255,8 +259,7 @@ def test_keyboard_reaches_the_tabs_and_buttons(
 ) -> None:
     """Arrow keys move between the tabs, and every control has a label or text."""
     service, _, _ = site
-    log_in(browser, service)
-    wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+    open_live(browser, base(service))
     live = browser.find_element(By.ID, "tab-live")
     live.click()
     live.send_keys(Keys.ARROW_RIGHT)
@@ -297,10 +300,7 @@ def test_the_real_bridge_in_the_browser_right_pictures_and_read_now(
     simulator.emit_read("FIRST1", picture_size=5_000)  # its pictures are the "latest" ones
     wait_until(lambda: requests.get(f"{service_url}/api/cameras/gate/pictures/plate", headers=auth))
 
-    browser.get(service_url + "/")
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait_until(lambda: find(browser, "#feed.open"), timeout=15)
+    open_live(browser, service_url)
 
     read = make_read("SECOND2", picture_size=9_000)
     whole = encode_read(read, simulator.boundary)
