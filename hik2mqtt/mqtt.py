@@ -39,6 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from hik2mqtt import backoff
 from hik2mqtt.config import MqttSettings
 from hik2mqtt.topics import OFFLINE
 
@@ -60,6 +61,9 @@ TEXT = "text/plain"
 UNSUPPORTED_PROTOCOL_VERSION = 0x84
 # A response topic or correlation data past these is not answered (a request/response id
 # is a few dozen bytes; nothing a publisher sends may make us echo kilobytes).
+# Broker reconnects: 1 s doubling to 10 s, each wait jittered to [half, all] of its step.
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 10
 MAX_RESPONSE_TOPIC = 256
 MAX_CORRELATION_DATA = 256
 # Largest packet the bridge takes from the broker under MQTT 5: commands are at most a few
@@ -262,6 +266,7 @@ class MqttLink:
         self._started = False
         self._ever_connected = False
         self._outage_logged = False
+        self._failed_attempts = 0  # connection attempts lost or failed since the last CONNACK
         self._swap_lock = threading.Lock()
         if settings.tls and not settings.verify_tls:
             log.warning("MQTT: the broker's certificate is not verified (VERIFY_TLS=false)")
@@ -273,7 +278,7 @@ class MqttLink:
         )
         client.max_queued_messages_set(self.settings.queue_size)
         client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -403,6 +408,7 @@ class MqttLink:
         )
         self._ever_connected = True
         self._outage_logged = False
+        self._failed_attempts = 0
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()
@@ -421,6 +427,7 @@ class MqttLink:
         self.connected.clear()
         if self._stopping:
             return
+        self._jitter_next_wait(client)
         if not self._outage_logged:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.where, reason_code)
             self._outage_logged = True
@@ -431,9 +438,22 @@ class MqttLink:
         if client is self._client:
             self._on_published_cb(mid)
 
+    def _jitter_next_wait(self, client: paho.Client) -> None:
+        """Set the wait before paho's next reconnect: capped exponential with jitter, so
+        bridges that lost one broker together do not all knock in the same second.
+
+        paho's own delay doubles without jitter; its callbacks run before it waits, and
+        ``reconnect_delay_set`` makes the next wait exactly ``min_delay``."""
+        delay = backoff.reconnect_delay(
+            self._failed_attempts, base=RECONNECT_MIN_S, cap=RECONNECT_MAX_S
+        )
+        self._failed_attempts += 1
+        client.reconnect_delay_set(min_delay=delay, max_delay=RECONNECT_MAX_S)  # type: ignore[arg-type]
+
     def _on_connect_fail(self, client: paho.Client, _userdata: Any) -> None:
         if client is not self._client:
             return
+        self._jitter_next_wait(client)
         if not self._outage_logged:
             log.warning(
                 "MQTT broker %s unreachable; retrying until it answers%s",

@@ -227,8 +227,8 @@ def test_amqtt_broker_keeps_retained_messages_and_delivers_wills() -> None:
         wait_until(lambda: any(t == "t/status" and p == b"offline" for t, p, _ in got))
     finally:
         for client in clients:
-            client.loop_stop()
             client.disconnect()
+            client.loop_stop()
         broker.stop()
     assert not embedded_broker.answers(broker.host, broker.port)
 

@@ -358,5 +358,5 @@ def test_two_bridges_with_ids_have_their_own_device_and_availability(
     finally:
         for topic in sent:
             send(topic, b"")
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()

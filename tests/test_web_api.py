@@ -355,9 +355,10 @@ def test_lists_round_trip_in_yaml(serve: Callable[..., Served], tmp_path: Path) 
     )
     assert put.status_code == 200, put.text
     assert served.backend.reloads == 1
-    match = served.backend.lists.match("EV1L1")
-    assert match is None or match.list == "deny"
-    assert served.backend.lists.match("EVIL 1") is not None
+    exact = served.backend.lists.match("EVIL 1")
+    assert exact is not None
+    assert (exact.list, exact.entry.name) == ("deny", "Mallory")
+    assert served.backend.lists.match("EV1L1") is None  # deny's tolerance 0: no look-alikes
     assert [p.name for p in (tmp_path).iterdir() if p.name.endswith(".tmp")] == []
     stale = session.put(
         served.url("/api/lists"),
