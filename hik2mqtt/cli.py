@@ -49,17 +49,20 @@ class RedactingFormatter(logging.Formatter):
     def formatException(self, ei: Any) -> str:
         exc = ei[1] if isinstance(ei, tuple) else None
         if isinstance(exc, BaseException):
-            return format_exception(exc)
-        return escape(super().formatException(ei))
+            return format_exception(exc, self._mask, self._mask.tokens)
+        return self._mask(escape(super().formatException(ei)))
 
     def format(self, record: logging.LogRecord) -> str:
+        # Every value is masked first, then the line is encoded: a mask cannot break JSON.
         try:
             message = escape(record.getMessage())
         except Exception:
             message = escape(f"{record.msg!r} {record.args!r}")
+        message = self._mask(message)
         trace = self.formatException(record.exc_info) if record.exc_info else ""
         if record.stack_info:
-            trace = (trace + "\n" if trace else "") + escape_lines(record.stack_info)
+            stack = self._mask.tokens(escape_lines(record.stack_info))
+            trace = (trace + "\n" if trace else "") + stack
         if self._json:
             doc = {
                 "time": self.formatTime(record),
@@ -69,15 +72,12 @@ class RedactingFormatter(logging.Formatter):
             }
             if trace:
                 doc["traceback"] = trace
-            text = json.dumps(doc, ensure_ascii=False)
-        else:
-            record.message = message
-            if self.usesTime():
-                record.asctime = self.formatTime(record, self.datefmt)
-            text = self.formatMessage(record)
-            if trace:
-                text = f"{text}\n{trace}"
-        return self._mask(text)
+            return json.dumps(doc, ensure_ascii=False)
+        record.message = message
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        return f"{text}\n{trace}" if trace else text
 
 
 def secrets_of(settings: Settings) -> list[str]:

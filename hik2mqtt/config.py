@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from hik2mqtt.core.names import case_clashes
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.multipart import DEFAULT_MAX_PART_SIZE
 
@@ -380,14 +381,20 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{_variable(loc)}: {message}"
 
 
-def _unknown_top_level(env_file: Path | None) -> list[str]:
-    known = {name.upper() for name in Settings.model_fields}
+def _our_variables(env_file: Path | None) -> list[str]:
+    """The names of our variables, from the environment and the ``.env`` file."""
     names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
     if env_file is not None and env_file.is_file():
         for line in env_file.read_text(encoding="utf-8", errors="replace").splitlines():
             key = line.strip().removeprefix("export ").split("=", 1)[0].strip()
             if key.upper().startswith(ENV_PREFIX):
                 names.append(key)
+    return names
+
+
+def _unknown_top_level(env_file: Path | None) -> list[str]:
+    known = {name.upper() for name in Settings.model_fields}
+    names = _our_variables(env_file)
     problems = []
     for name in sorted(set(names)):
         first = name[len(ENV_PREFIX) :].split("__", 1)[0].upper()
@@ -495,6 +502,11 @@ def load_settings(
     if unreadable is not None:
         raise ConfigError([unreadable])
     problems = _unknown_top_level(env_file)
+    # GATE and gate: one topic level, two cameras; pydantic would merge them silently.
+    cameras = ENV_PREFIX + "CAMERAS__"
+    problems.extend(case_clashes(_our_variables(env_file), cameras))
+    given = [cameras + str(name) + "__" for name in overrides.get("cameras") or ()]
+    problems.extend(case_clashes(given, cameras))
     settings: Settings | None = None
     try:
         settings = Settings(_env_file=env_file, **overrides)

@@ -7,7 +7,8 @@ Two rules, in this order of importance:
    logged whole.
 2. **The formatter is a safety net** (:class:`SecretMasker`): every line is scanned for
    secrets in *value positions* (``password=...``, ``secret: ...``, the password of a URL's
-   ``user:pass@``, an ``Authorization`` header, the segment after ``/hik2mqtt/<camera>/``)
+   ``user:pass@``, an ``Authorization`` header, the segment after ``/hik2mqtt/<camera>/`` in
+   a request path or a URL, never in a file path such as ``/opt/hik2mqtt/lib/...``)
    and for the configured secrets as whole tokens (bounded by characters that are not
    letters or digits). A configured secret that reads like a word (letters only) or is
    shorter than :data:`MIN_TOKEN_SECRET` is masked only in value positions: masking it
@@ -19,6 +20,10 @@ carriage return, ANSI escape, C1 controls), Unicode line and paragraph separator
 bidirectional overrides and lone surrogates become visible escapes, so nothing a camera
 sends can start a forged log line, recolour a terminal, or break a UTF-8 or JSON writer.
 
+Values are masked before a line is encoded (as text or JSON), so a mask can never break
+the encoding; a traceback's frames (our own file paths and source) get only the token
+masking, its exception messages the full masking.
+
 Every pattern here runs in linear time (literal anchors, possessive quantifiers).
 """
 
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MASK = "**********"
 MIN_TOKEN_SECRET = 6
@@ -65,11 +70,16 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
-def format_exception(exc: BaseException) -> str:
+def format_exception(
+    exc: BaseException,
+    mask_message: Callable[[str], str] | None = None,
+    mask_frames: Callable[[str], str] | None = None,
+) -> str:
     """A traceback whose exception messages are escaped, one line each.
 
     The frames come from our own source files; the messages may hold camera text, so a
-    newline in one cannot start what looks like a new log line.
+    newline in one cannot start what looks like a new log line. ``mask_message`` is applied
+    to each exception message, ``mask_frames`` to the frames' lines.
     """
     chain: list[tuple[str | None, traceback.TracebackException]] = []
     current: traceback.TracebackException | None = traceback.TracebackException.from_exception(exc)
@@ -91,8 +101,11 @@ def format_exception(exc: BaseException) -> str:
             lines.append(message)
         if item.stack:
             lines.append("Traceback (most recent call last):\n")
-            lines.extend(item.stack.format())
-        lines.extend(escape(part.rstrip("\n")) + "\n" for part in item.format_exception_only())
+            frames = item.stack.format()
+            lines.extend(map(mask_frames, frames) if mask_frames is not None else frames)
+        for part in item.format_exception_only():
+            text = escape(part.rstrip("\n"))
+            lines.append((mask_message(text) if mask_message is not None else text) + "\n")
     return "".join(lines).rstrip("\n")
 
 
@@ -110,8 +123,14 @@ _KEY_VALUE = re.compile(
 )
 # Authorization: Basic xyz / Digest username="...", response="..." (to the end of the line)
 _AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*+[=:]\s*+['\"]?)([^\r\n]++)")
-# /hik2mqtt/<camera>/<secret>: the push secret is everything after the camera's name.
-_PUSH_PATH = re.compile(r"(?i)(/hik2mqtt/[^/\s?#'\"]*+/)([^\s?#'\"]++)")
+# /hik2mqtt/<camera>/<secret>: the push secret is everything after the camera's name, in a
+# request path only: the path starts the text or follows a space, a quote or '=' (a request
+# line, path='...'), or follows a URL's scheme://authority. A file path such as
+# /opt/hik2mqtt/lib/... (a traceback's) is not a request path and stays as it is.
+_PUSH_PATH = re.compile(
+    r"(?i)((?:(?<![^\s'\"=])|(?<![\w+.-])[A-Za-z][\w+.-]*+://[^\s/?#'\"]*+)"
+    r"/hik2mqtt/[^/\s?#'\"]*+/)([^\s?#'\"]++)"
+)
 
 
 def _mask_group_2(match: re.Match[str]) -> str:
@@ -158,7 +177,10 @@ class SecretMasker:
         )
 
     def __call__(self, text: str) -> str:
-        text = mask_values(text)
+        return self.tokens(mask_values(text))
+
+    def tokens(self, text: str) -> str:
+        """``text`` with only the strong configured secrets masked (for a traceback's frames)."""
         if self._tokens is not None:
             text = self._tokens.sub(MASK, text)
         return text

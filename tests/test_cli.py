@@ -51,6 +51,41 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> 
     assert "pw-secret-1" not in out + err
 
 
+def test_camera_names_equal_once_lower_cased_are_a_configuration_error(tmp_path: Path) -> None:
+    """Cameras GATE and gate (two hosts, one topic level) exit 2 with one line naming a
+    variable of each, from the environment and from the .env file alike; nothing merged."""
+    env = process_env(
+        HIK2MQTT_CAMERAS__GATE__HOST="10.0.0.9",
+        HIK2MQTT_CAMERAS__GATE__PASSWORD="pw-secret-1",
+        HIK2MQTT_CAMERAS__gate__HOST="10.0.0.10",
+        HIK2MQTT_CAMERAS__gate__PASSWORD="pw-secret-2",
+        HIK2MQTT_CAMERAS__YARD__HOST="10.0.0.11",
+        HIK2MQTT_CAMERAS__YARD__PASSWORD="pw-secret-3",
+    )
+    proc = hik2mqtt("run", env=env, cwd=tmp_path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == [
+        "hik2mqtt: configuration: HIK2MQTT_CAMERAS__GATE__HOST and HIK2MQTT_CAMERAS__gate__HOST: "
+        "cameras 'GATE', 'gate' are one name once lower-cased (the topic level 'gate'); "
+        "rename one of them"
+    ], err
+    assert "pw-secret" not in out + err
+    env_file = tmp_path / "site.env"
+    env_file.write_text(
+        "HIK2MQTT_CAMERAS__Door__HOST=a\nHIK2MQTT_CAMERAS__Door__PASSWORD=p\n"
+        "HIK2MQTT_CAMERAS__DOOR__HOST=b\nHIK2MQTT_CAMERAS__DOOR__PASSWORD=q\n"
+    )
+    proc = hik2mqtt("run", "--env-file", str(env_file), env=process_env(), cwd=tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == [
+        "hik2mqtt: configuration: HIK2MQTT_CAMERAS__DOOR__HOST and HIK2MQTT_CAMERAS__Door__HOST: "
+        "cameras 'DOOR', 'Door' are one name once lower-cased (the topic level 'door'); "
+        "rename one of them"
+    ], err
+
+
 def test_no_camera_is_a_configuration_error(tmp_path: Path) -> None:
     """Running with no camera configured says which variables to set."""
     proc = hik2mqtt("run", env=process_env(), cwd=tmp_path)

@@ -129,6 +129,51 @@ def test_values_in_secret_positions_are_masked_configured_or_not() -> None:
     assert redact_push_path("/hik2mqtt/gate/s/e/c") == f"/hik2mqtt/gate/{MASK}"
 
 
+def _raise_from(path: str, message: str) -> BaseException:
+    """An exception raised by code whose file is ``path`` (a traceback frame names it)."""
+    namespace: dict[str, object] = {}
+    exec(compile(f"def boom():\n    raise RuntimeError({message!r})\n", path, "exec"), namespace)
+    try:
+        namespace["boom"]()  # type: ignore[operator]
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("boom() did not raise")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/opt/hik2mqtt/lib/hik2mqtt/web/app.py",
+        "/hik2mqtt/web/app.py",
+        "/x/hik2mqtt/hik2mqtt/web/a.py",
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_traceback_from_a_file_under_hik2mqtt_web_stays_intact(path: str, as_json: bool) -> None:
+    """A traceback whose frame is a file under ``.../hik2mqtt/web/`` keeps its file path (it is
+    no push path), each JSON line parses, and the secrets in the message and the exception's
+    text (a URL's password, a push secret in a request line and in a URL) are still masked."""
+    secret, password = "Push-Secret-4471", "Cam-Pa55-2210"
+    formatter = RedactingFormatter("%(levelname)s %(message)s", [secret, password], json=as_json)
+    exc = _raise_from(
+        path, f"GET /hik2mqtt/gate/{secret}/x HTTP/1.1 from http://admin:{password}@cam/ISAPI"
+    )
+    line = formatter.format(
+        record("push %s failed", f"http://127.0.0.1:8080/hik2mqtt/gate/{secret}", exc=exc)
+    )
+    if as_json:
+        assert len(line.splitlines()) == 1
+        doc = json.loads(line)
+        message, trace = doc["message"], doc["traceback"]
+    else:
+        message, _, trace = line.partition("\n")
+    assert f'File "{path}", line 2, in boom' in trace
+    assert message.endswith(f"push http://127.0.0.1:8080/hik2mqtt/gate/{MASK} failed")
+    assert trace.endswith(f"GET /hik2mqtt/gate/{MASK} HTTP/1.1 from http://admin:{MASK}@cam/ISAPI")
+    assert secret not in line
+    assert password not in line
+
+
 def test_strong_secrets_are_masked_as_whole_tokens_and_words_are_left_alone() -> None:
     """A strong configured secret is masked wherever it stands as a token, not inside a longer
     token; a word-like secret such as ``simulator`` blanks no ordinary word."""
