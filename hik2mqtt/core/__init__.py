@@ -1,0 +1,1 @@
+"""Pure logic: decisions and checks that import only the standard library."""
