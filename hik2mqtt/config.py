@@ -26,12 +26,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from hik2mqtt.core.names import case_clashes
+from hik2mqtt.core.untrusted import name_problem
 from hik2mqtt.errors import ConfigError
 from hik2mqtt.multipart import DEFAULT_MAX_PART_SIZE
 
 ENV_PREFIX = "HIK2MQTT_"
 _BAD_TOPIC_CHARS = re.compile(r"[+#\x00]")
-_BAD_NAME_CHARS = re.compile(r"[/+#\x00\s]")
 _BRIDGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -443,16 +443,12 @@ def _check(settings: Settings, *, require_cameras: bool) -> list[str]:
             f"{ENV_PREFIX}CAMERAS: no camera configured "
             f"(set {ENV_PREFIX}CAMERAS__<NAME>__HOST and __PASSWORD)"
         )
-    for name in settings.cameras:
-        if name == "bridge":
-            problems.append(
-                f"{ENV_PREFIX}CAMERAS__BRIDGE: 'bridge' is reserved for the bridge's own topics"
-            )
-        elif not name or _BAD_NAME_CHARS.search(name):
-            problems.append(
-                f"{ENV_PREFIX}CAMERAS__{name.upper()}: a camera name must be non-empty "
-                "without /, +, # or spaces"
-            )
+    # The same rule as for a name read back from the broker (core/untrusted.py).
+    problems.extend(
+        f"{ENV_PREFIX}CAMERAS__{name.upper()}: {problem}"
+        for name in settings.cameras
+        if (problem := name_problem(name)) is not None
+    )
     if settings.lists_file is not None and not settings.lists_file.is_file():
         problems.append(f"{ENV_PREFIX}LISTS_FILE: no such file: {settings.lists_file}")
     files = [

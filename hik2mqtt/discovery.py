@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hik2mqtt import __version__
+from hik2mqtt.core.untrusted import registry_names
 from hik2mqtt.topics import OFFLINE, ONLINE, Topics
 
 PICTURE_KINDS = ("plate", "vehicle", "scene")
@@ -233,13 +234,8 @@ def other_bridges_cameras(
             continue
         if kind == "status" and payload == b"online":
             online.add(bridge)
-        elif kind == "cameras":
-            try:
-                names = json.loads(payload or b"[]")
-            except ValueError:
-                continue
-            if isinstance(names, list):
-                registries[bridge] = {n for n in names if isinstance(n, str)}
+        elif kind == "cameras":  # by the configuration's rule: anyone may have forged it
+            registries[bridge] = set(registry_names(payload)[0])
     return sorted(
         (camera, bridge if bridge is not None else "(no id)")
         for bridge, cameras in registries.items()

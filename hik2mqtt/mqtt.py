@@ -41,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hik2mqtt import backoff
 from hik2mqtt.config import MqttSettings
+from hik2mqtt.core.untrusted import topic_problem
 from hik2mqtt.topics import OFFLINE
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ MAX_CORRELATION_DATA = 256
 # hundred bytes and the camera registry a list of names. The broker drops bigger ones.
 MAX_INCOMING_PACKET = 256 * 1024
 MAX_EXPIRY = 4_294_967_295  # a four-byte integer in MQTT 5
+MAX_REFUSED_LOGGED = 1000  # refused topics remembered (one warning each), at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +270,7 @@ class MqttLink:
         self._outage_logged = False
         self._failed_attempts = 0  # connection attempts lost or failed since the last CONNACK
         self._swap_lock = threading.Lock()
+        self._refused: set[str] = set()  # topics refused and logged
         if settings.tls and not settings.verify_tls:
             log.warning("MQTT: the broker's certificate is not verified (VERIFY_TLS=false)")
         self._client = self._make_client()
@@ -315,8 +318,11 @@ class MqttLink:
     ) -> paho.MQTTMessageInfo | None:
         """Publish at QoS 1; None when paho's queue is full and the message was not taken.
 
-        ``props`` go out under MQTT 5 and are dropped under 3.1.1.
+        ``props`` go out under MQTT 5 and are dropped under 3.1.1. A topic paho or the broker
+        would refuse (see ``refuses``) is not published: None, and one warning per topic.
         """
+        if self.refuses(topic):
+            return None
         client = self._client
         properties = None
         if props is not None and client.protocol == paho.MQTTv5:
@@ -332,12 +338,28 @@ class MqttLink:
             return None
         return info
 
+    def refuses(self, topic: str) -> bool:
+        """Whether ``topic`` is one no message may be published on (core/untrusted.py):
+        paho raises on a wildcard, and a broker drops the whole connection on a NUL or a
+        control character, and paho would send that message first on every reconnect. One
+        warning per topic (the first MAX_REFUSED_LOGGED), and never published."""
+        problem = topic_problem(topic)
+        if problem is None:
+            return False
+        with self._swap_lock:
+            first = topic not in self._refused and len(self._refused) < MAX_REFUSED_LOGGED
+            if first:
+                self._refused.add(topic)
+        if first:
+            log.warning("MQTT: not publishing on %s: %s", ascii(topic[:200]), problem)
+        return True
+
     def stop(self, final: list[tuple[str, bytes | str]], *, timeout: float = 2.0) -> None:
         """Publish ``final`` (retained), wait for them up to ``timeout``, disconnect."""
         with self._swap_lock:
             self._stopping = True
         client = self._client
-        infos = [client.publish(t, p, qos=1, retain=True) for t, p in final]
+        infos = [client.publish(t, p, qos=1, retain=True) for t, p in final if not self.refuses(t)]
         deadline = time.monotonic() + timeout
         if self.connected.is_set():
             while time.monotonic() < deadline and not all(i.is_published() for i in infos):

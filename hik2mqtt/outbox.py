@@ -104,6 +104,8 @@ class Outbox:
                 log.error("a read for %s came after the bridge stopped; it is lost", topic)
                 return
             self._take_acks()
+            if self._link.refuses(topic):  # logged once; spooled it would wait forever
+                return
             if self._direct():
                 mid = self._publish(topic, payload, props=props)
                 if mid is not None:
@@ -121,6 +123,8 @@ class Outbox:
     def latest(self, topic: str, payload: bytes, props: Props | None = None) -> None:
         """A retained latest-value message: while it can't go out, only the newest per
         topic waits."""
+        if self._link.refuses(topic):
+            return
         with self._lock:
             if self._direct():
                 self._publish(topic, payload, retain=True, props=props)
@@ -178,6 +182,10 @@ class Outbox:
                     else []
                 )
                 for row_id, topic, payload in rows:
+                    if self._link.refuses(topic):  # e.g. spooled by an older version
+                        self._spool.delete(row_id)
+                        self._row_props.pop(row_id, None)
+                        continue
                     mid = self._publish(topic, payload, props=self._props_of(row_id))
                     if mid is None:
                         break

@@ -25,6 +25,7 @@ Policies decided here, each tested by calling :meth:`Pipeline.handle` directly
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ from typing import Any, Literal
 
 from hik2mqtt.commands import Command, CommandKind, check_value
 from hik2mqtt.config import CameraSettings, Settings
+from hik2mqtt.core.untrusted import MAX_REGISTRY_NAMES, registry_names
 from hik2mqtt.discovery import (
     DeviceInfo,
     bridge_configs,
@@ -57,7 +59,11 @@ MAX_PICTURE_TOPICS = 8  # distinct picture kinds (retained topics) per camera
 MAX_EVENT_TOPICS = 32  # distinct event types (topic levels) per camera
 REGISTRY_DELAY = 2.0  # after a connect: the retained registry has arrived by then
 MAX_OTHER_BRIDGES = 1000  # other bridges remembered, at most
-MAX_REGISTRY_BYTES = 64 * 1024
+# Cameras of this bridge's old registry removed from Home Assistant per start, at most, one
+# every REMOVAL_PACE seconds: a forged registry of thousands costs a few small publishes at
+# a time, never a queue full of them ahead of the reads.
+MAX_REMOVALS = 64
+REMOVAL_PACE = 0.05
 
 # -- inputs ---------------------------------------------------------------------------------
 
@@ -175,6 +181,11 @@ class RegistryDue:
     """Time to publish the retained registry of announced cameras."""
 
 
+@dataclass(frozen=True, slots=True)
+class RemoveNext:
+    """Time to remove the next camera of the old registry from Home Assistant."""
+
+
 Input = (
     Connected
     | ReadIn
@@ -191,6 +202,7 @@ Input = (
     | ListsIn
     | Rediscover
     | RegistryDue
+    | RemoveNext
 )
 
 # -- effects --------------------------------------------------------------------------------
@@ -386,6 +398,7 @@ class Pipeline:
         self.cameras = {name: CameraState(cam) for name, cam in settings.cameras.items()}
         self.device_info: dict[str, DeviceInfo] = {}
         self.registry_seen = False
+        self.removals: collections.deque[str] = collections.deque()  # old cameras to remove
         # Other bridges: online, and which of our cameras their registry names.
         self.other_bridges: dict[str | None, tuple[bool, frozenset[str]]] = {}
         self.rediscover_pending = False
@@ -431,6 +444,8 @@ class Pipeline:
             return self._discover()
         if isinstance(item, RegistryDue):
             return self._registry()
+        if isinstance(item, RemoveNext):
+            return self._remove_next()
         return self._connected()
 
     def statuses(self) -> dict[str, str]:
@@ -765,41 +780,64 @@ class Pipeline:
 
     @staticmethod
     def _names_in(payload: bytes) -> set[str]:
-        """The camera names in a registry (a JSON list); nothing when it is not one."""
-        if len(payload) > MAX_REGISTRY_BYTES:
-            return set()
-        try:
-            names = json.loads(payload or b"[]")
-        except (ValueError, RecursionError):
-            return set()
-        return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+        """The camera names in a registry (a JSON list), by the configuration's rule
+        (core/untrusted.py); nothing when it is not one."""
+        return set(registry_names(payload)[0])
 
     def _our_old_registry(self, payload: bytes) -> list[Effect]:
         """The registry this bridge left before this start: remove the cameras that are no
-        longer configured from Home Assistant (only once, and only our own)."""
+        longer configured from Home Assistant (only once, and only our own).
+
+        Whoever can publish under our prefix can forge it: only names by the configuration's
+        rule are taken (at most MAX_REGISTRY_NAMES), at most MAX_REMOVALS of them are
+        removed, one camera at a time (RemoveNext), each bad entry costs nothing but a count
+        in one log line."""
         if self.registry_seen:
             return []
         self.registry_seen = True
-        try:
-            before = json.loads(payload or b"[]")
-        except (ValueError, RecursionError):
-            before = []
-        if not isinstance(before, list):
-            before = []
+        names, skipped = registry_names(payload)
+        gone = sorted(set(names) - set(self.cameras))
         effects: list[Effect] = []
-        gone = {c for c in before[:10_000] if isinstance(c, str)} - set(self.cameras)
-        for camera in sorted(gone):
+        if skipped:
             effects.append(
                 Log(
-                    logging.INFO,
-                    "camera %s is no longer configured: removing it from Home Assistant",
-                    (loggable(camera),),
+                    logging.WARNING,
+                    "the retained camera registry on %s holds %d entries that are not camera "
+                    "names (or past %d): ignored",
+                    (self.topics.camera_registry, skipped, MAX_REGISTRY_NAMES),
                 )
             )
-            effects += [
-                Publish(topic, b"", retain=True, kind="discovery")
-                for topic in removal_topics(self._ha.prefix, camera)
-            ]
+        if len(gone) > MAX_REMOVALS:
+            effects.append(
+                Log(
+                    logging.WARNING,
+                    "the retained camera registry on %s names %d cameras no longer configured: "
+                    "removing the first %d from Home Assistant, not the rest",
+                    (self.topics.camera_registry, len(gone), MAX_REMOVALS),
+                )
+            )
+            gone = gone[:MAX_REMOVALS]
+        self.removals.extend(gone)
+        return effects + self._remove_next()
+
+    def _remove_next(self) -> list[Effect]:
+        """Remove one old camera from Home Assistant; the next one a moment later."""
+        if not self.removals:
+            return []
+        camera = self.removals.popleft()
+        effects: list[Effect] = [
+            Log(
+                logging.INFO,
+                "camera %s is no longer configured: removing it from Home Assistant",
+                (loggable(camera),),
+            )
+        ]
+        effects += [
+            Publish(topic, b"", retain=True, kind="discovery")
+            for topic in removal_topics(self._ha.prefix, camera)
+        ]
+        if self.removals:
+            effects.append(Later(REMOVAL_PACE, RemoveNext()))
         return effects
 
     # -- commands ---------------------------------------------------------------------------

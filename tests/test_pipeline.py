@@ -24,6 +24,7 @@ from hik2mqtt.pipeline import (
     MAX_EVENT_TOPICS,
     MAX_PICTURE_TOPICS,
     REGISTRY_DELAY,
+    REMOVAL_PACE,
     CommandDone,
     CommandRequest,
     Connected,
@@ -43,6 +44,7 @@ from hik2mqtt.pipeline import (
     ReadIn,
     Rediscover,
     RegistryDue,
+    RemoveNext,
     RunCommand,
     SkippedIn,
     StatusChanged,
@@ -913,10 +915,14 @@ def test_device_info_goes_into_discovery() -> None:
 
 def test_registry_removes_cameras_no_longer_configured_once() -> None:
     """The retained registry read after a connect clears the discovery of cameras that are
-    gone (and only those), the first time only; RegistryDue publishes the cameras now."""
+    gone (and only those, one camera at a time), the first time only; RegistryDue publishes
+    the cameras now."""
     pipeline = make_pipeline({"gate": {}, "back": {}}, ha=True)
     registry = MessageIn("anpr/bridge/cameras", b'["gate","old","older"]', retained=True)
-    effects = pipeline.handle(registry)
+    first = pipeline.handle(registry)
+    assert of(first, Later) == [Later(REMOVAL_PACE, RemoveNext())]
+    effects = first + pipeline.handle(RemoveNext())
+    assert pipeline.handle(RemoveNext()) == []
     cleared = of(effects, Publish)
     expected = removal_topics("homeassistant", "old") + removal_topics("homeassistant", "older")
     assert [p.topic for p in cleared] == expected

@@ -111,6 +111,9 @@ def test_a_full_spool_drops_the_properties_of_the_rows_it_drops() -> None:
         def publish(self, *_args: object, **_kw: object) -> None:
             raise AssertionError("published while the broker is away")
 
+        def refuses(self, _topic: str) -> bool:
+            return False
+
     outbox = Outbox(link=AwayLink(), spool=MemorySpool(max_rows=5))  # type: ignore[arg-type]
     for i in range(50):
         outbox.read(f"anpr/c/plate{i}", b"{}", expiring(JSON, 60, camera="c", event_id=str(i)))

@@ -1,1 +1,1 @@
-"""Pure, stdlib-only logic the bridge's modules share (no I/O, no threads)."""
+"""Pure logic: decisions, checks and message types that import only the standard library."""
