@@ -482,7 +482,7 @@ class Pipeline:
             effects.append(self._clock_warning(camera, age))
         retransmitted = read.retransmitted or stale
         normalized = normalize(read.plate)
-        match = self.lists.match(read.plate)
+        match, lapsed = self.lists.lookup(read.plate, now=arrived.received.timestamp())
         # A retransmitted read is history: it neither is a duplicate nor makes the next live
         # read of the same plate one.
         duplicate = not retransmitted and self.duplicates.check(camera, normalized)
@@ -540,6 +540,7 @@ class Pipeline:
             duplicate=duplicate,
             age=age,
             match=match,
+            lapsed=lapsed,
             effects=effects,
         )
         effects.append(Recorded(camera, doc, gate, payload))
@@ -554,6 +555,7 @@ class Pipeline:
         duplicate: bool,
         age: float | None,
         match: Match | None,
+        lapsed: Match | None,
         effects: list[Effect],
     ) -> dict[str, Any] | None:
         """The gate rule's decision on a read (None when the rule is off)."""
@@ -568,6 +570,7 @@ class Pipeline:
             duplicate=duplicate,
             age=age,
             match=match,
+            lapsed=lapsed,
         )
         if decision.open and self.cameras[camera].commands >= COMMAND_QUEUE:
             decision = Decision(False, "the camera is busy with earlier commands")

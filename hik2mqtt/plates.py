@@ -15,11 +15,17 @@ The lists file is YAML::
           - plate: AB12 CDE
             name: Alice
             notes: blue van
+          - plate: VIS 1T
+            name: a visitor
+            valid_from: 2026-12-24          # optional, ISO 8601 date or date and time
+            valid_until: 2026-12-26T18:00   # optional; no zone: the bridge's local time
           - XY99ZZZ           # a plate alone is fine too
       deny:
         plates: [EVIL 1]
 
-or CSV with a header ``list,plate,name,notes`` (tolerance 0 for every list).
+or CSV with a header ``list,plate,name,notes`` and optionally ``valid_from,valid_until``
+(tolerance 0 for every list). An entry outside its validity
+(:mod:`hik2mqtt.core.validity`) matches nothing; it stays in the file.
 
 Reading the file never raises and never costs more than its bound: at most
 :data:`MAX_FILE_SIZE` bytes are read, YAML is read with a safe loader that refuses
@@ -36,11 +42,13 @@ import logging
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hik2mqtt.core.validity import ALWAYS, State, Window, window
 from hik2mqtt.events import NO_PLATE
 
 log = logging.getLogger(__name__)
@@ -86,10 +94,35 @@ class Entry:
     plate: str
     name: str | None = None
     notes: str | None = None
+    valid_from: str | None = None  # as written (ISO 8601), None: open
+    valid_until: str | None = None
+    window: Window = field(default=ALWAYS, compare=False, repr=False)
 
     @property
     def normalized(self) -> str:
         return normalize(self.plate) or ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as the read's ``match`` and the page show it."""
+        doc: dict[str, Any] = {"plate": self.plate, "name": self.name, "notes": self.notes}
+        if self.valid_from is not None:
+            doc["valid_from"] = self.valid_from
+        if self.valid_until is not None:
+            doc["valid_until"] = self.valid_until
+        return doc
+
+
+def make_entry(
+    plate: str,
+    name: str | None = None,
+    notes: str | None = None,
+    valid_from: str | None = None,
+    valid_until: str | None = None,
+) -> Entry:
+    """An entry with its validity read; ValueError when a date is not one."""
+    valid_from = valid_from.strip() or None if valid_from else None
+    valid_until = valid_until.strip() or None if valid_until else None
+    return Entry(plate, name, notes, valid_from, valid_until, window(valid_from, valid_until))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,29 +137,29 @@ class Match:
     list: str
     entry: Entry
     distance: int
+    state: State = "valid"  # a lapsed match (Lists.lookup): expired or not yet valid
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "list": self.list,
-            "entry": {
-                "plate": self.entry.plate,
-                "name": self.entry.name,
-                "notes": self.entry.notes,
-            },
-            "distance": self.distance,
-        }
+        return {"list": self.list, "entry": self.entry.as_dict(), "distance": self.distance}
 
 
 @dataclass(frozen=True, slots=True)
 class Lists:
     lists: tuple[PlateList, ...] = ()
 
-    def match(self, plate: str | None) -> Match | None:
-        """The closest entry in any list (exact first; on a tie, the earlier list)."""
+    def match(self, plate: str | None, *, now: float | None = None) -> Match | None:
+        """The closest entry in any list (exact first; on a tie, the earlier list) that is
+        valid at ``now`` (POSIX seconds; None: validity not checked)."""
+        return self.lookup(plate, now=now)[0]
+
+    def lookup(self, plate: str | None, *, now: float | None) -> tuple[Match | None, Match | None]:
+        """``(match, lapsed)``: the closest entry valid at ``now``, and the closest one that
+        would match but is expired or not yet valid (its ``state`` says which)."""
         wanted = normalize(plate)
         if wanted is None:
-            return None
+            return None, None
         best: Match | None = None
+        lapsed: Match | None = None
         for plate_list in self.lists:
             folded = wanted.translate(CONFUSABLE)
             for entry in plate_list.entries:
@@ -142,11 +175,18 @@ class Lists:
                         continue
                 else:
                     continue
+                state: State = "valid"
+                if now is not None and not entry.window.always:
+                    state = entry.window.state(now)
+                if state != "valid":
+                    if lapsed is None or found < lapsed.distance:
+                        lapsed = Match(plate_list.name, entry, found, state)
+                    continue
                 if best is None or found < best.distance:
                     best = Match(plate_list.name, entry, found)
                 if found == 0:
                     break
-        return best
+        return best, lapsed
 
 
 # libyaml's loader when installed (PyYAML wheels have it): a few times faster.
@@ -207,24 +247,52 @@ def _parse_csv(text: str) -> Lists:
         name, plate = (row.get("list") or "").strip(), (row.get("plate") or "").strip()
         if not name or not plate:
             raise ValueError(f"CSV row {number} has no list or no plate")
+        where = f"CSV row {number}"
         grouped.setdefault(name, []).append(
-            Entry(
-                _text_value(plate, f"CSV row {number}: plate"),
-                _opt((row.get("name") or "").strip(), f"CSV row {number}: name"),
-                _opt((row.get("notes") or "").strip(), f"CSV row {number}: notes"),
+            _entry(
+                where,
+                _text_value(plate, f"{where}: plate"),
+                _opt((row.get("name") or "").strip(), f"{where}: name"),
+                _opt((row.get("notes") or "").strip(), f"{where}: notes"),
+                _opt((row.get("valid_from") or "").strip(), f"{where}: valid_from"),
+                _opt((row.get("valid_until") or "").strip(), f"{where}: valid_until"),
             )
         )
     return Lists(tuple(PlateList(n, tuple(e)) for n, e in grouped.items()))
+
+
+def _entry(  # noqa: PLR0917 - the entry's fields, in the file's order
+    where: str,
+    plate: str,
+    name: str | None,
+    notes: str | None,
+    valid_from: str | None,
+    valid_until: str | None,
+) -> Entry:
+    try:
+        return make_entry(plate, name, notes, valid_from, valid_until)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def _when(value: Any, what: str) -> str | None:
+    """A validity bound: text, or the date / datetime YAML made of it."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return _opt(value, what)
 
 
 def _parse_entry(item: Any, where: str) -> Entry:
     if isinstance(item, dict):
         if not item.get("plate"):
             raise ValueError(f"{where}: an entry needs a plate")
-        return Entry(
+        return _entry(
+            where,
             _text_value(item["plate"], f"{where}: plate"),
             _opt(item.get("name"), f"{where}: name"),
             _opt(item.get("notes"), f"{where}: notes"),
+            _when(item.get("valid_from"), f"{where}: valid_from"),
+            _when(item.get("valid_until"), f"{where}: valid_until"),
         )
     return Entry(_text_value(item, f"{where}: plate"))
 

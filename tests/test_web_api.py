@@ -341,7 +341,16 @@ def test_lists_round_trip_in_yaml(serve: Callable[..., Served], tmp_path: Path) 
         {
             "name": "allow",
             "tolerance": 1,
-            "plates": [{"plate": "AB12CDE", "name": None, "notes": None}],
+            "plates": [
+                {
+                    "plate": "AB12CDE",
+                    "name": None,
+                    "notes": None,
+                    "valid_from": None,
+                    "valid_until": None,
+                    "state": "valid",
+                }
+            ],
         }
     ]
     lists = got["lists"] + [
@@ -454,7 +463,7 @@ def test_lists_file_that_cannot_be_renamed_onto_is_written_in_place(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    caplog.set_level(logging.INFO, logger="hik2mqtt.web")
+    caplog.set_level(logging.INFO, logger="hik2mqtt.listsfile")
     auth = {"Authorization": f"Bearer {PASSWORD}"}
     lists = [{"name": "deny", "tolerance": 0, "plates": [{"plate": "EVIL1"}]}]
     saved = requests.put(served.url("/api/lists"), json={"lists": lists}, headers=auth, timeout=5)
@@ -574,7 +583,7 @@ def test_failed_logins_are_limited_and_logged_without_the_text(
     """After five wrong passwords from one address even the right one is refused for a
     while; the log says a login failed but never what was typed."""
     served = serve()
-    caplog.set_level(logging.INFO, logger="hik2mqtt.web")
+    caplog.set_level(logging.INFO, logger="hik2mqtt.listsfile")
     for n in range(5):
         answer = requests.post(
             served.url("/login"),

@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import hashlib
 import html
 import json
 import logging
-import os
 import re
-import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +45,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from hik2mqtt import listsfile
 from hik2mqtt.config import is_loopback
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.plates import parse_lists
@@ -75,9 +73,6 @@ KEEPALIVE = 15.0
 CAMERA_POLL = 2.0
 _KIND = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::[0-9]{1,5})?")
-# os.replace() onto a file that is itself a mount point (a single-file bind mount,
-# ./lists.yaml:/data/lists.yaml) fails with EBUSY; across file systems with EXDEV.
-IN_PLACE_ERRORS = frozenset({errno.EBUSY, errno.EXDEV})
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -452,17 +447,26 @@ class WebApp:
             lists = parse_lists(text, csv_format=fmt == "csv")
         except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             return _error(409, f"the lists file can't be read: {exc}")
+        now = time.time()
         return JSONResponse(
             {
                 "file": path.name,
                 "format": fmt,
-                "version": _version(text),
+                "version": listsfile.version(text),
                 "lists": [
                     {
                         "name": pl.name,
                         "tolerance": pl.tolerance,
                         "plates": [
-                            {"plate": e.plate, "name": e.name, "notes": e.notes} for e in pl.entries
+                            {
+                                "plate": e.plate,
+                                "name": e.name,
+                                "notes": e.notes,
+                                "valid_from": e.valid_from,
+                                "valid_until": e.valid_until,
+                                "state": e.window.state(now),
+                            }
+                            for e in pl.entries
                         ],
                     }
                     for pl in lists.lists
@@ -477,13 +481,20 @@ class WebApp:
             path, fmt = await run_in_threadpool(self.backend.lists_file)
             if path is None:
                 raise Refused(409, "no lists file configured (HIK2MQTT_LISTS_FILE)")
-            text = _serialise_lists(doc, fmt)
-            await run_in_threadpool(_write_atomically, path, text, doc.get("version"))
+            text = listsfile.serialise(doc.get("lists"), fmt)
+            given = doc.get("version")
+            await run_in_threadpool(
+                listsfile.write, path, text, given if isinstance(given, str) else None
+            )
+        except listsfile.ListsRefused as exc:
+            return _error(exc.status, exc.reason)
         except Refused as exc:
             return _error(exc.status, exc.reason)
         reloaded = await run_in_threadpool(self.backend.reload_lists)
         log.info("web: plate lists written to %s", path)
-        return JSONResponse({"saved": True, "reloaded": reloaded, "version": _version(text)})
+        return JSONResponse(
+            {"saved": True, "reloaded": reloaded, "version": listsfile.version(text)}
+        )
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -604,127 +615,6 @@ def _query(request: Request) -> Query:
         limit=limit,
         cursor=cursor,
     )
-
-
-def _version(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _serialise_lists(doc: dict[str, Any], fmt: str) -> str:
-    """The file text for the lists the page sent, in the file's own format."""
-    lists = doc.get("lists")
-    if not isinstance(lists, list):
-        raise Refused(400, 'expected {"lists": [{"name", "tolerance", "plates": [...]}]}')
-    clean: list[tuple[str, int, list[dict[str, str]]]] = []
-    names: set[str] = set()
-    for item in lists:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise Refused(400, "each list needs a name")
-        name = item["name"].strip()
-        tolerance = item.get("tolerance", 0)
-        if not name or len(name) > MAX_FILTER_TEXT or not re.fullmatch(r"[\w .-]+", name):
-            raise Refused(400, f"list name {name[:40]!r}: letters, digits, space, . - _ only")
-        if not isinstance(tolerance, int) or isinstance(tolerance, bool) or not 0 <= tolerance <= 3:
-            raise Refused(400, f"list {name!r}: tolerance must be 0 to 3")
-        if name in names:  # plates.py keeps names as written: "Allow" and "allow" are two
-            raise Refused(400, f"two lists are named {name!r}: give each list its own name")
-        names.add(name)
-        if fmt == "csv" and tolerance:
-            raise Refused(400, f"list {name!r}: a CSV lists file has no tolerance (use YAML)")
-        entries = []
-        for entry in item.get("plates") or []:
-            if not isinstance(entry, dict) or not isinstance(entry.get("plate"), str):
-                raise Refused(400, f"list {name!r}: each entry needs a plate")
-            row = {
-                key: str(entry[key]).strip()
-                for key in ("plate", "name", "notes")
-                if isinstance(entry.get(key), str) and str(entry[key]).strip()
-            }
-            if "plate" not in row:
-                raise Refused(400, f"list {name!r}: each entry needs a plate")
-            entries.append(row)
-        if fmt == "csv" and not entries:
-            raise Refused(
-                400,
-                f"list {name!r} has no plates: a CSV lists file has a row per plate, so it "
-                "can't keep an empty list (add a plate, remove the list, or use YAML)",
-            )
-        clean.append((name, tolerance, entries))
-    if fmt == "csv":
-        import csv  # noqa: PLC0415 - only CSV lists need it
-        import io  # noqa: PLC0415
-
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["list", "plate", "name", "notes"])
-        for name, _, entries in clean:
-            for row in entries:
-                writer.writerow([name, row["plate"], row.get("name", ""), row.get("notes", "")])
-        text = out.getvalue()
-    else:
-        body: dict[str, Any] = {}
-        for name, tolerance, entries in clean:
-            plates: list[Any] = [e if len(e) > 1 else e["plate"] for e in entries]
-            body[name] = {"tolerance": tolerance, "plates": plates} if tolerance else plates
-        text = "# Written by the hik2mqtt page.\n" + yaml.safe_dump(
-            {"lists": body}, allow_unicode=True, sort_keys=False
-        )
-    try:
-        parse_lists(text, csv_format=fmt == "csv")  # what we write must read back
-    except (ValueError, yaml.YAMLError) as exc:
-        raise Refused(400, f"these lists would not read back: {exc}") from exc
-    return text
-
-
-def _write_atomically(path: Path, text: str, version: Any) -> None:
-    """Replace the file in one rename; 409 when it changed since the page read it.
-
-    A file that can't be renamed onto (a single-file bind mount: EBUSY; EXDEV) is
-    rewritten in place instead, which a reader may see half done for an instant.
-    """
-    try:
-        current = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        current = ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Refused(409, f"the lists file can't be read: {exc}") from exc
-    if version is not None and version != _version(current):
-        raise Refused(409, "the lists file changed since the page read it; reload and retry")
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp_name, path.stat().st_mode & 0o777)
-        try:
-            os.replace(tmp_name, path)
-            tmp_name = None
-        except OSError as exc:
-            if exc.errno not in IN_PLACE_ERRORS:
-                raise
-            log.info(
-                "web: cannot rename onto %s (%s: a bind-mounted file?); writing it in place",
-                path,
-                exc.strerror,
-            )
-            _write_in_place(path, text)
-    except OSError as exc:
-        raise Refused(500, f"cannot write the lists file: {exc.strerror}") from exc
-    finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-
-
-def _write_in_place(path: Path, text: str) -> None:
-    """Overwrite the file's own bytes: the new text first, then cut what is left over."""
-    with path.open("r+b") as file:
-        file.write(text.encode("utf-8"))
-        file.truncate()
-        file.flush()
-        os.fsync(file.fileno())
 
 
 def _login_page(message: str) -> str:

@@ -246,6 +246,11 @@ function field(labelText, value, className) {
 function entryRow(entry) {
   const row = el("li", { className: "entry" });
   row.append(field("Plate", entry.plate, "plate-input"), field("Name", entry.name, "name-input"), field("Notes", entry.notes, "notes-input"));
+  row.append(field("Valid from", entry.valid_from, "from-input"), field("Valid until", entry.valid_until, "until-input"));
+  if (entry.state && entry.state !== "valid") {
+    row.classList.add("lapsed");
+    row.append(el("span", { className: "badge lapsed-badge", text: entry.state }));
+  }
   const remove = el("button", { type: "button", className: "danger", text: "Remove", disabled: state.readOnly });
   remove.addEventListener("click", () => row.remove());
   row.append(remove);
@@ -275,7 +280,13 @@ function collectLists() {
     for (const row of box.querySelectorAll("li.entry")) {
       const plate = row.querySelector(".plate-input").value.trim();
       if (!plate) continue;
-      plates.push({ plate, name: row.querySelector(".name-input").value.trim() || null, notes: row.querySelector(".notes-input").value.trim() || null });
+      plates.push({
+        plate,
+        name: row.querySelector(".name-input").value.trim() || null,
+        notes: row.querySelector(".notes-input").value.trim() || null,
+        valid_from: row.querySelector(".from-input").value.trim() || null,
+        valid_until: row.querySelector(".until-input").value.trim() || null,
+      });
     }
     lists.push({
       name: box.querySelector(".list-name").value.trim(),
