@@ -223,6 +223,9 @@ class Bridge:
         self._threads.append(
             start_thread(self.runtime.run_control, name="control", stop=self._stop)
         )
+        self._threads.append(
+            start_thread(self.runtime.run_list_edits, name="lists", stop=self._stop)
+        )
         for server in (self.listener, self.metrics_listener):
             if server is not None:
                 server.start()
@@ -251,6 +254,7 @@ class Bridge:
         self.runtime.release_follow_ups()  # a pulse in progress ends now, not never
         for camera in self.cameras.values():
             camera.handle.commands.put(None)
+        self.runtime.list_edits.put(None)
         # Streams first: every read a camera had sent is handed on before its stream ends
         # (all cameras at once, for at most DRAIN_ON_STOP).
         drain_until = time.monotonic() + DRAIN_ON_STOP

@@ -55,6 +55,12 @@ from hik2mqtt.topics import OFFLINE, ONLINE, Topics
 
 MAX_COMMAND_PAYLOAD = 1024
 COMMAND_QUEUE = 4  # commands waiting or running per camera; more are refused as busy
+MAX_LIST_PAYLOAD = 1024  # a list edit's JSON over MQTT
+LIST_EDITS_QUEUE = 4  # list edits waiting or being written; more are refused as busy
+LIST_EDIT_FIELDS = {
+    "add": frozenset({"plate", "name", "notes", "valid_from", "valid_until"}),
+    "remove": frozenset({"plate"}),
+}
 MAX_PICTURE_TOPICS = 8  # distinct picture kinds (retained topics) per camera
 MAX_EVENT_TOPICS = 32  # distinct event types (topic levels) per camera
 REGISTRY_DELAY = 2.0  # after a connect: the retained registry has arrived by then
@@ -152,6 +158,16 @@ class CommandDone:
 
 
 @dataclass(frozen=True, slots=True)
+class ListEditDone:
+    """A list edit from MQTT was written (or refused): its outcome, for ``<topic>/result``."""
+
+    edit: EditList
+    ok: bool
+    status: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutputStateIn:
     camera: str
     output: int
@@ -197,6 +213,7 @@ Input = (
     | CommandRequest
     | ForgetPictures
     | CommandDone
+    | ListEditDone
     | OutputStateIn
     | DeviceInfoIn
     | ListsIn
@@ -241,6 +258,20 @@ class RunCommand:
     camera: str
     command: Command
     delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EditList:
+    """Add an entry to a list of ``HIK2MQTT_LISTS_FILE``, or remove a plate from one: the
+    file is checked and written at the edge (:func:`hik2mqtt.listsfile.edit`), which then
+    hands back a :class:`ListEditDone`."""
+
+    list_name: str
+    op: Literal["add", "remove"]
+    entry: dict[str, Any] = field(hash=False)  # the message's JSON object, not yet checked
+    topic: str = ""
+    response_topic: str | None = None
+    correlation: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +328,7 @@ Effect = (
     Publish
     | WriteFile
     | RunCommand
+    | EditList
     | Log
     | Later
     | FetchDeviceInfo
@@ -367,6 +399,17 @@ def event_filter(setting: str) -> Callable[[str], bool]:
     return lambda event_type: event_type.lower() in types
 
 
+def _retained_command(topic: str) -> list[Effect]:
+    return [
+        Log(
+            logging.WARNING,
+            "ignored a retained message on %s: a command must not be retained (it "
+            "would fire again at every restart); clear it with an empty retained message",
+            (loggable(topic),),
+        )
+    ]
+
+
 def loggable(text: str | None) -> str:
     """Text from a camera or a publisher made safe for one log line: control characters
     (newlines included) are escaped, so such text cannot forge log lines (the log
@@ -402,6 +445,7 @@ class Pipeline:
         # Other bridges: online, and which of our cameras their registry names.
         self.other_bridges: dict[str | None, tuple[bool, frozenset[str]]] = {}
         self.rediscover_pending = False
+        self.list_edits = 0  # list edits from MQTT waiting or being written
         self.shared_warned: set[tuple[str, str]] = set()
         self._wanted = event_filter(settings.events)
         self._ha = settings.homeassistant
@@ -428,6 +472,8 @@ class Pipeline:
             return self._request(item)
         if isinstance(item, CommandDone):
             return self._done(item)
+        if isinstance(item, ListEditDone):
+            return self._list_done(item)
         if isinstance(item, ForgetPictures):
             return self._forget(item)
         if isinstance(item, OutputStateIn):
@@ -846,9 +892,15 @@ class Pipeline:
     # -- commands ---------------------------------------------------------------------------
 
     def _refuse(
-        self, topic: str, message: str, *, response: str | None = None, corr: bytes | None = None
+        self,
+        topic: str,
+        message: str,
+        *,
+        response: str | None = None,
+        corr: bytes | None = None,
+        status: int | None = None,
     ) -> list[Effect]:
-        payload = result_payload(ok=False, status=None, message=message)
+        payload = result_payload(ok=False, status=status, message=message)
         effects: list[Effect] = [
             Log(logging.WARNING, "refused a command on %s: %s", (loggable(topic), message)),
             Publish(self.topics.result(topic), payload, kind="result"),
@@ -873,19 +925,14 @@ class Pipeline:
             )
             item = MessageIn(item.topic, item.payload, item.retained)
             return [log, *self._message(item)]
+        if (list_command := self.topics.parse_list_command(item.topic)) is not None:
+            return self._list_command(item, *list_command)
         parsed = self.topics.parse_command(item.topic)
         if parsed is None:
             return [Log(logging.WARNING, "ignored a message on %s", (loggable(item.topic),))]
         name, kind, output_text = parsed
         if item.retained:
-            return [
-                Log(
-                    logging.WARNING,
-                    "ignored a retained message on %s: a command must not be retained (it "
-                    "would fire again at every restart); clear it with an empty retained message",
-                    (loggable(item.topic),),
-                )
-            ]
+            return _retained_command(item.topic)
 
         def refuse(message: str) -> list[Effect]:
             return self._refuse(
@@ -917,6 +964,72 @@ class Pipeline:
             correlation=item.correlation,
         )
         return self._validate(name, command, refuse)
+
+    def _list_command(
+        self, item: MessageIn, list_name: str, op: Literal["add", "remove"]
+    ) -> list[Effect]:
+        """``<prefix>/lists/<list>/add`` or ``/remove``: the message checked here (retained,
+        size, UTF-8, a JSON object of known fields, how many edits wait); the entry itself
+        where the file is written, by the same rules as the page's editor."""
+        if item.retained:
+            return _retained_command(item.topic)
+        if self.settings.lists_file is None:
+            if self.topics.bridge_id is not None:  # one of several: maybe another's lists
+                return [Log(logging.DEBUG, "a list edit, and no lists file here", ())]
+            return self._refuse(
+                item.topic,
+                "no lists file configured (HIK2MQTT_LISTS_FILE)",
+                response=item.response_topic,
+                corr=item.correlation,
+            )
+
+        def refuse(message: str) -> list[Effect]:
+            return self._refuse(
+                item.topic, message, response=item.response_topic, corr=item.correlation
+            )
+
+        if len(item.payload) > MAX_LIST_PAYLOAD:
+            return refuse(f"payload of {len(item.payload)} bytes is over {MAX_LIST_PAYLOAD}")
+        example = '{"plate": "AB12CDE"}'
+        try:
+            entry = json.loads(item.payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            return refuse("payload is not UTF-8 text")
+        except (ValueError, RecursionError):
+            return refuse(f"payload is not JSON: expected an object such as {example}")
+        if not isinstance(entry, dict):
+            return refuse(f"expected a JSON object such as {example}")
+        unknown = sorted(set(entry) - LIST_EDIT_FIELDS[op])
+        if unknown:
+            known = ", ".join(sorted(LIST_EDIT_FIELDS[op]))
+            return refuse(f"{op}: unknown field {unknown[0][:40]!r} (known: {known})")
+        if self.list_edits >= LIST_EDITS_QUEUE:
+            return refuse("busy: earlier list edits are still being written")
+        self.list_edits += 1
+        edit = EditList(list_name, op, entry, item.topic, item.response_topic, item.correlation)
+        return [edit]
+
+    def _list_done(self, item: ListEditDone) -> list[Effect]:
+        self.list_edits = max(0, self.list_edits - 1)
+        edit = item.edit
+        if not item.ok:
+            return self._refuse(
+                edit.topic,
+                item.message,
+                response=edit.response_topic,
+                corr=edit.correlation,
+                status=item.status,
+            )
+        payload = result_payload(ok=True, status=item.status, message=item.message)
+        effects: list[Effect] = [
+            Log(logging.INFO, "lists: %s (over MQTT)", (loggable(item.message),)),
+            Publish(self.topics.result(edit.topic), payload, kind="result"),
+        ]
+        if edit.response_topic:
+            effects.append(
+                Publish(edit.response_topic, payload, kind="result", correlation=edit.correlation)
+            )
+        return effects
 
     def _request(self, item: CommandRequest) -> list[Effect]:
         """A command from the web page: the same checks as one from MQTT."""

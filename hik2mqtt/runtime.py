@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hik2mqtt import isapi
+from hik2mqtt import isapi, listsfile
 from hik2mqtt.camera import AuthGate, CameraClient
 from hik2mqtt.commands import Command, CommandRunner
 from hik2mqtt.config import CameraSettings
@@ -40,11 +40,13 @@ from hik2mqtt.outbox import Outbox
 from hik2mqtt.pipeline import (
     CommandDone,
     DeviceInfoIn,
+    EditList,
     Effect,
     EventIn,
     FetchDeviceInfo,
     Input,
     Later,
+    ListEditDone,
     ListsIn,
     Log,
     MessageIn,
@@ -136,6 +138,9 @@ class Runtime:
         self._seq = itertools.count()
         self._lists_lock = threading.Lock()
         self._follow_ups: dict[int, tuple[CameraHandle, Command]] = {}
+        # List edits from MQTT, written in order on their own thread (the pipeline lets at
+        # most LIST_EDITS_QUEUE wait); None stops it.
+        self.list_edits: queue.Queue[EditList | None] = queue.Queue()
         # More reasons the bridge is not healthy (the web page's server, when it runs).
         self.extra_problems: list[Callable[[], str | None]] = []
         # Who else sees each published read and picture (the web page and its history);
@@ -248,6 +253,8 @@ class Runtime:
                 self._at(effect.delay, lambda: self._follow_up(key))
             else:
                 handle.commands.put(effect.command)
+        elif isinstance(effect, EditList):
+            self.list_edits.put(effect)
         elif isinstance(effect, Later):
             self._at(effect.delay, lambda: self.submit(effect.input))
         elif isinstance(effect, WriteFile):
@@ -403,6 +410,27 @@ class Runtime:
                     outcome.pulse_off,
                 )
             )
+
+    def run_list_edits(self) -> None:
+        """The lists thread: each list edit from MQTT written like the page writes it, then
+        the lists reloaded and the outcome handed to the pipeline; until the stop sentinel."""
+        while (edit := self.list_edits.get()) is not None:
+            try:
+                done = self._edit_list(edit)
+            except Exception:  # one edit's bug must not stop the others
+                log.exception("lists: the edit on %s failed", edit.topic)
+                done = ListEditDone(edit, False, 500, "internal error")
+            self.submit(done)
+
+    def _edit_list(self, edit: EditList) -> ListEditDone:
+        if self.lists.path is None:
+            return ListEditDone(edit, False, 409, "no lists file configured (HIK2MQTT_LISTS_FILE)")
+        try:
+            message = listsfile.edit(self.lists.path, edit.list_name, edit.op, edit.entry)
+        except listsfile.ListsRefused as exc:
+            return ListEditDone(edit, False, exc.status, exc.reason)
+        self.reload_lists()
+        return ListEditDone(edit, True, 200, message)
 
     # -- health -----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ topic reference, and the tests that check it, have one place to look.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -67,6 +68,8 @@ class Topics:
             f"{self.prefix}/+/trigger",
             f"{self.prefix}/+/output/+/set",
             f"{self.prefix}/+/barrier/set",
+            f"{self.prefix}/lists/+/add",
+            f"{self.prefix}/lists/+/remove",
         ]
 
     def camera_status(self, camera: str) -> str:
@@ -120,6 +123,23 @@ class Topics:
             return levels[0], "barrier", None
         if len(levels) == 4 and levels[1] == "output" and levels[3] == "set" and levels[0]:
             return levels[0], "output", levels[2]
+        return None
+
+    def list_add(self, list_name: str) -> str:
+        return f"{self.prefix}/lists/{list_name}/add"
+
+    def list_remove(self, list_name: str) -> str:
+        return f"{self.prefix}/lists/{list_name}/remove"
+
+    def parse_list_command(self, topic: str) -> tuple[str, Literal["add", "remove"]] | None:
+        """``(list, "add" | "remove")`` for ``<prefix>/lists/<list>/add`` or ``/remove``;
+        None for anything else (the list's name is checked where the edit is made)."""
+        head = f"{self.prefix}/lists/"
+        if not topic.startswith(head):
+            return None
+        levels = topic[len(head) :].split("/")
+        if len(levels) == 2 and levels[0] and levels[1] in ("add", "remove"):
+            return levels[0], "add" if levels[1] == "add" else "remove"
         return None
 
     def camera_of_trigger(self, topic: str) -> str | None:

@@ -51,10 +51,22 @@ def test_every_setting_is_in_config_example_env() -> None:
 
 def _topic_builders(topics: Topics) -> dict[str, str]:
     """Every topic name Topics builds, with placeholders as the README writes them."""
-    placeholders = {"camera": "<camera>", "kind": "<kind>", "event_type": "<type>"}
+    placeholders = {
+        "camera": "<camera>",
+        "kind": "<kind>",
+        "event_type": "<type>",
+        "list_name": "<list>",
+    }
     built: dict[str, str] = {}
     for name in dir(Topics):
-        skip = ("prefix", "bridge_id", "parse_command", "camera_of_trigger", "parse_bridge_topic")
+        skip = (
+            "prefix",
+            "bridge_id",
+            "parse_command",
+            "parse_list_command",
+            "camera_of_trigger",
+            "parse_bridge_topic",
+        )
         if name.startswith("_") or name in skip or name == "may_answer_on":
             continue
         member = getattr(Topics, name)

@@ -17,7 +17,7 @@ import json
 import re
 
 MAX_NAME = 64  # characters in a camera name
-RESERVED_NAMES = frozenset({"bridge"})  # the bridge's own topics and device
+RESERVED_NAMES = frozenset({"bridge", "lists"})  # the bridge's own topics and device; list edits
 MAX_REGISTRY_NAMES = 1000  # names taken from one registry, at most
 MAX_REGISTRY_BYTES = 256 * 1024  # a registry past this is not read at all (MQTT 5 packet cap)
 MAX_TOPIC_BYTES = 65_535  # an MQTT string's length is two bytes
@@ -33,7 +33,8 @@ _BAD_IN_NAME = re.compile(f"[/+#\\s]|{_BAD_CHARS.pattern}")
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` can't be a camera name (None: it can): 1 to 64 characters, no space,
-    control character, ``/``, ``+`` or ``#``, not starting with ``$``, not ``bridge``."""
+    control character, ``/``, ``+`` or ``#``, not starting with ``$``, not ``bridge`` or
+    ``lists``."""
     if not name:
         return "a camera name must not be empty"
     if len(name) > MAX_NAME:
