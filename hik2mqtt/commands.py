@@ -21,12 +21,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from hik2mqtt import isapi
 from hik2mqtt.camera import MNPR_PATH, AuthGate, CameraClient, CameraReply
+from hik2mqtt.core.wire import CommandKind
 from hik2mqtt.errors import AuthError, CameraHTTPError, CameraUnreachable, ProtocolError
-from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
+from hik2mqtt.multipart import Part, parts_of
 from hik2mqtt.reads import Output, ReadArrived, ReadAssembler, is_event_part
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 OUTPUT_PATH = "/ISAPI/System/IO/outputs/{output}"
 BARRIER_PATH = "/ISAPI/Parking/channels/{channel}/barrierGate"
 XML = "application/xml"
-
-CommandKind = Literal["trigger", "output", "barrier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +152,8 @@ class CommandRunner:
         return Outcome(True, reply.status, message, (("plate", None),))
 
     def _parts(self, reply: CameraReply) -> list[Part] | None:
-        if not reply.content_type.lower().startswith("multipart/"):
-            return [Part(headers={"content-type": reply.content_type}, body=reply.body)]
-        parser = MultipartParser(
-            boundary_from_content_type(reply.content_type), max_part_size=self._max_part_size
-        )
         try:
-            parser.receive_data(reply.body)
-            return parser.end_of_stream()
+            return parts_of(reply.content_type, reply.body, max_part_size=self._max_part_size)
         except ProtocolError as exc:
             log.warning("camera %s: MNPR answer: %s", self.name, exc)
             return None

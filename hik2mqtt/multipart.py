@@ -121,6 +121,16 @@ def header_params(value: str) -> dict[str, str]:
     return out
 
 
+def parts_of(content_type: str, body: bytes, *, max_part_size: int) -> list[Part]:
+    """A whole HTTP body's parts (an MNPR answer, a pushed event): a multipart body parsed
+    like the stream (ProtocolError when it is broken), anything else as its one part."""
+    if not content_type.lower().startswith("multipart/"):
+        return [Part(headers={"content-type": content_type}, body=body)]
+    parser = MultipartParser(boundary_from_content_type(content_type), max_part_size=max_part_size)
+    parser.receive_data(body)
+    return parser.end_of_stream()
+
+
 def boundary_from_content_type(value: str) -> str | None:
     """The ``boundary`` parameter of a Content-Type, with or without spaces or quotes."""
     token = header_params(value).get("boundary", "").strip()

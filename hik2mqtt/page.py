@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from hik2mqtt.config import Settings
+from hik2mqtt.core.wire import CommandKind
 from hik2mqtt.pipeline import (
     CommandRequest,
     ForgetPictures,
@@ -95,7 +96,7 @@ class PageBackend:
     def submit(
         self,
         camera: str,
-        kind: Literal["trigger", "output", "barrier"],
+        kind: CommandKind,
         output: int | None,
         value: str,
     ) -> CommandOutcome:

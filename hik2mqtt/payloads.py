@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+from hik2mqtt.core.wire import compact_json
 from hik2mqtt.events import PlateRead
 
 
@@ -71,9 +71,7 @@ def plate_payload(**fields: Any) -> bytes:
     return dumps(plate_doc(**fields))
 
 
-def dumps(doc: dict[str, Any]) -> bytes:
-    """Compact JSON, UTF-8 (camera text stays readable)."""
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+dumps = compact_json
 
 
 def result_payload(
@@ -81,4 +79,4 @@ def result_payload(
 ) -> bytes:
     """The JSON of a command's outcome, as published on ``.../result``."""
     doc: dict[str, Any] = {"ok": ok, "status": status, "message": message, **extra}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact_json(doc)

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hik2mqtt.commands import Command, CommandKind, check_value
+from hik2mqtt.commands import Command, check_value
 from hik2mqtt.config import CameraSettings, Settings
 from hik2mqtt.core.untrusted import MAX_REGISTRY_NAMES, registry_names
+from hik2mqtt.core.wire import CommandKind
 from hik2mqtt.discovery import (
     DeviceInfo,
     bridge_configs,
@@ -417,10 +418,6 @@ def loggable(text: str | None) -> str:
     return escape(str(text))
 
 
-def _json(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 class Pipeline:
     """The decisions of one bridge. Not thread-safe: the runtime calls it under a lock."""
 
@@ -631,7 +628,7 @@ class Pipeline:
             "reason": decision.reason,
             "action": action,
         }
-        effects.append(Publish(self.topics.gate(camera), _json(gate), kind="gate", camera=camera))
+        effects.append(Publish(self.topics.gate(camera), dumps(gate), kind="gate", camera=camera))
         verb = "opens" if decision.open else "stays"
         effects.append(Log(logging.INFO, "camera %s: gate %s: %s", (camera, verb, decision.reason)))
         if decision.open:
@@ -712,7 +709,7 @@ class Pipeline:
         }
         topic = self.topics.event(item.camera, kind)
         effects.append(
-            Publish(topic, _json(payload), route="spool", kind="event", camera=item.camera)
+            Publish(topic, dumps(payload), route="spool", kind="event", camera=item.camera)
         )
         return effects
 

@@ -49,7 +49,7 @@ from starlette.types import Receive, Scope, Send
 from hik2mqtt.config import CameraSettings
 from hik2mqtt.errors import ProtocolError
 from hik2mqtt.logsafe import escape
-from hik2mqtt.multipart import MultipartParser, Part, boundary_from_content_type
+from hik2mqtt.multipart import Part, parts_of
 from hik2mqtt.numbers import CONTENT_LENGTH, read_number
 from hik2mqtt.reads import Output, ReadAssembler
 from hik2mqtt.serving import Server, client_of, timed_out
@@ -162,13 +162,7 @@ class PushListener:
         return camera
 
     def parts(self, content_type: str, body: bytes) -> list[Part]:
-        if not content_type.lower().startswith("multipart/"):
-            return [Part(headers={"content-type": content_type}, body=body)]
-        parser = MultipartParser(
-            boundary_from_content_type(content_type), max_part_size=self.max_part_size
-        )
-        parser.receive_data(body)
-        return parser.end_of_stream()
+        return parts_of(content_type, body, max_part_size=self.max_part_size)
 
     # -- serving (on the listener's event loop) ---------------------------------------------
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -181,8 +180,3 @@ class CameraWorker:
                 self._current = None
             session.close()
         return session.delivered
-
-
-def quiet_since(last_data: float, *, buffered: int, quiet_for: float) -> bool:
-    """Nothing buffered and nothing new for ``quiet_for`` seconds."""
-    return buffered == 0 and time.monotonic() - last_data > quiet_for

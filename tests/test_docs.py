@@ -185,3 +185,24 @@ def test_every_test_reliability_names_exists_where_it_says() -> None:
             if not where or (current is not None and current not in where):
                 wrong.append(f"{current or ''}::{name}")
     assert wrong == []
+
+
+def test_architecture_names_every_module_and_only_modules_that_exist() -> None:
+    """docs/ARCHITECTURE.md's file table stays true: each file it names exists under
+    hik2mqtt/, and each module of the package is named there (a sub-package's files in
+    its row, as ``simulator/``'s are)."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = text.split("## The files", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = {t for line in rows for t in re.findall(r"`([\w/.]+)`", line.split("|")[1])}
+    package = ROOT / "hik2mqtt"
+    for name in named:
+        assert (package / name).exists(), f"ARCHITECTURE.md names {name}, which is not there"
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        folder = rel.rsplit("/", 1)[0] + "/" if "/" in rel else None
+        in_row = folder is not None and any(
+            f"`{folder}`" in line and f"`{path.name}`" in line for line in rows
+        )
+        by_folder = folder is not None and path.name == "__init__.py" and folder in named
+        assert rel in named or in_row or by_folder, f"ARCHITECTURE.md does not name {rel}"

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from hik2mqtt.commands import Command, CommandKind
+from hik2mqtt.commands import Command
 from hik2mqtt.config import Settings
+from hik2mqtt.core.wire import CommandKind
 from hik2mqtt.discovery import DeviceInfo, removal_topics
 from hik2mqtt.events import OtherEvent, PictureInfo, PlateRead, Vehicle
 from hik2mqtt.pipeline import (

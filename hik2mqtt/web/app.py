@@ -47,10 +47,11 @@ from starlette.routing import Route
 
 from hik2mqtt import listsfile
 from hik2mqtt.config import is_loopback
+from hik2mqtt.core.wire import CommandKind
 from hik2mqtt.numbers import OUTPUT_ID, read_number
 from hik2mqtt.plates import parse_lists
 from hik2mqtt.web.auth import LoginLimiter, Session, Sessions, same_secret
-from hik2mqtt.web.backend import CameraView, CommandKind, WebBackend
+from hik2mqtt.web.backend import CameraView, WebBackend
 from hik2mqtt.web.history import MAX_LIMIT, MAX_TOLERANCE, History, Query
 from hik2mqtt.web.live import LiveFeed
 

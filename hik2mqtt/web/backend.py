@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-CommandKind = Literal["trigger", "output", "barrier"]
+from hik2mqtt.core.wire import CommandKind
+
 ListsFormat = Literal["yaml", "csv"]
 
 

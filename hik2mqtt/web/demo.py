@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
 from hik2mqtt.commands import check_value
+from hik2mqtt.core.wire import CommandKind
 from hik2mqtt.plates import Lists, ListsFile, normalize
 from hik2mqtt.web.backend import (
     CameraView,
-    CommandKind,
     CommandOutcome,
     ListsFormat,
     ReadRecord,
