@@ -27,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 import requests
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hik2mqtt.bridge import Bridge
@@ -112,7 +113,7 @@ def home_assistant(
     (config / "configuration.yaml").write_text(
         "homeassistant:\n  name: test\n  unit_system: metric\n  time_zone: UTC\n"
         f"http:\n  server_host: 127.0.0.1\n  server_port: {port}\n"
-        "api:\nonboarding:\nauth:\nlogger:\n  default: warning\n"
+        "api:\nonboarding:\nauth:\nlogger:\n  default: warning\n" + readme_script()
     )
     storage = config / ".storage"
     storage.mkdir()
@@ -177,6 +178,13 @@ def home_assistant(
         hass.wait(timeout=60)
         log.close()
         broker.close()
+
+
+def readme_script() -> str:
+    """The README's Home Assistant script for lists changed by automations, as written."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    after = readme.split("a script that gives a visitor a pass", 1)[1]
+    return after.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
 def _up(url: str) -> bool:
@@ -360,3 +368,38 @@ def test_two_bridges_with_ids_have_their_own_device_and_availability(
             send(topic, b"")
         client.disconnect()
         client.loop_stop()
+
+
+def test_the_readmes_script_adds_a_pass_over_mqtt(
+    home_assistant: HomeAssistant, tmp_path: Path
+) -> None:
+    """The README's ``visitor_pass`` script, run by a real Home Assistant, publishes a list
+    edit that the bridge writes to its lists file, valid until tonight."""
+    ha = home_assistant
+    lists = tmp_path / "lists.yaml"
+    lists.write_text("lists:\n  visitors: []\n")
+    with Simulator(heartbeat=None) as sim:
+        bridge = Bridge(
+            settings=bridge_settings(
+                ha.broker, "anpr", {"gate": camera_config(sim)}, lists_file=str(lists)
+            )
+        )
+        bridge.start()
+        try:
+            wait_until(lambda: "script.visitor_pass" in ha.states(), timeout=60)
+            ran = requests.post(
+                ha.url + "/api/services/script/visitor_pass",
+                headers=ha.auth,
+                json={"plate": "VIS 42"},
+                timeout=30,
+            )
+            assert ran.status_code == 200, ran.text
+            wait_until(lambda: "VIS 42" in lists.read_text(), timeout=30)
+        finally:
+            bridge.stop()
+    entry = next(
+        e for e in yaml.safe_load(lists.read_text())["lists"]["visitors"] if e["plate"] == "VIS 42"
+    )
+    assert entry["name"] == "visitor"
+    assert entry["valid_until"].endswith("T23:59:00+00:00")  # HA's time zone is UTC here
+    assert our_complaints(ha) == []
