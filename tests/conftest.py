@@ -433,6 +433,7 @@ class Stand_in:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.levels: list[int] = []  # the protocol level of every CONNECT seen
+        self.firsts: list[bytes] = []
         self._upstream = upstream
         self.refuse_v5 = refuse_v5
         self._v5_answer = v5_answer
@@ -463,6 +464,7 @@ class Stand_in:
                 conn.close()
                 return
             level = _connect_level(first)
+            self.firsts.append(first[:40])
             self.levels.append(level)
             if self.refuse_v5 and level == 5:
                 if self._v5_answer == "silence":
