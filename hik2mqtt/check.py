@@ -63,6 +63,21 @@ def check_broker(settings: Settings, report: Report, *, timeout: float = 5.0) ->
             f"{where} refused MQTT 5: the bridge will fall back to MQTT 3.1.1, without "
             "message expiry (see README, MQTT 5)"
         )
+    elif client is not None and reason is None and protocol == "5":
+        # No CONNACK to MQTT 5 (closed, or silent): a broker that speaks 3.1.1 only, as
+        # RabbitMQ and amqtt are. The bridge falls back after two such answers.
+        _close(client)
+        fallback, fallback_reason = _connect(settings, "3.1.1", timeout=timeout)
+        if fallback is not None and isinstance(fallback_reason, ReasonCode):
+            protocol, client, reason = "3.1.1", fallback, fallback_reason
+            report.note(
+                f"{where} did not answer MQTT 5 (no CONNACK): the bridge will fall back to "
+                "MQTT 3.1.1, without message expiry (see README, MQTT 5)"
+            )
+        else:
+            if fallback is not None:
+                _close(fallback)
+            client, reason = _connect(settings, protocol, timeout=timeout)
     if client is None:
         report.bad(f"{where}: {reason}")
         return
@@ -102,7 +117,13 @@ def _connect(
         outcome["reason"] = reason
         answered.set()
 
+    def on_disconnect(c: paho.Client, _u: Any, _f: Any, _r: ReasonCode, _p: Any) -> None:
+        if "reason" not in outcome:  # closed before any CONNACK: stop waiting, stop retrying
+            c.loop_stop()
+            answered.set()
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     try:
         client.connect(
             mqtt.host, mqtt.port, keepalive=10, **connect_kwargs(protocol, max_packet_size=None)

@@ -5,7 +5,9 @@ command subscriptions, MQTT 5 properties.
   credentials, TLS (``VERIFY_TLS``), the protocol and the last will are the same everywhere.
 - ``MqttLink`` is one connection kept up for the life of the bridge (or of the demo's
   subscriber). It speaks MQTT 5 unless told ``3.1.1``; a broker that refuses 5 ("unsupported
-  protocol version") gets one warning and a 3.1.1 client from then on (reconnects included).
+  protocol version"), or that answers an MQTT 5 CONNECT twice in a row with no CONNACK (it
+  closes the connection, or says nothing for ``CONNACK_TIMEOUT``), gets one warning and a
+  3.1.1 client from then on (reconnects included), until the bridge restarts.
 - ``Props`` are MQTT 5 publish properties (content type, message expiry, user properties,
   correlation data); under 3.1.1 they are dropped, since the protocol has no place for them.
 - What arrives is handed on as ``Incoming`` with its response topic and correlation data,
@@ -72,6 +74,16 @@ MAX_CORRELATION_DATA = 256
 MAX_INCOMING_PACKET = 256 * 1024
 MAX_EXPIRY = 4_294_967_295  # a four-byte integer in MQTT 5
 MAX_REFUSED_LOGGED = 1000  # refused topics remembered (one warning each), at most
+# A CONNECT with no CONNACK after this long is given up (the socket closed, as MQTT 5's
+# 3.1.4 asks of a client); on MQTT 5 that counts as the broker hanging up.
+CONNACK_TIMEOUT = 5.0
+# MQTT 5 CONNECTs in a row answered by a hang-up (no CONNACK) before trying 3.1.1.
+HANGUPS_BEFORE_311 = 2
+# What the bridge gives up under 3.1.1, for the one fallback warning.
+LOST_UNDER_311 = (
+    "without message expiry, content types, user properties, answers on response topics "
+    "with correlation data, or the bound on incoming packet size"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +261,7 @@ class MqttLink:
         on_published: Callable[[int], None] = lambda _mid: None,
         client_id: str | None = None,
         max_packet_size: int | None = MAX_INCOMING_PACKET,
+        connack_timeout: float = CONNACK_TIMEOUT,
     ) -> None:
         if (on_message is None) == (on_incoming is None):
             msg = "give MqttLink one of on_message and on_incoming"
@@ -269,6 +282,10 @@ class MqttLink:
         self._ever_connected = False
         self._outage_logged = False
         self._failed_attempts = 0  # connection attempts lost or failed since the last CONNACK
+        self._connack_timeout = connack_timeout
+        self._attempt = 0  # sockets opened (each carries one CONNECT)
+        self._awaiting_connack = False  # the current socket's CONNECT is unanswered
+        self._hangups = 0  # MQTT 5 CONNECTs in a row answered by a hang-up, no CONNACK
         self._swap_lock = threading.Lock()
         self._refused: set[str] = set()  # topics refused and logged
         if settings.tls and not settings.verify_tls:
@@ -285,6 +302,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_socket_open = self._on_socket_open
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         return client
@@ -369,13 +387,13 @@ class MqttLink:
 
     # -- falling back to MQTT 3.1.1 ------------------------------------------------------
 
-    def _fall_back(self, old: paho.Client, reason_code: ReasonCode) -> None:
+    def _fall_back(self, old: paho.Client, why: str) -> None:
         """paho's thread: the broker refused MQTT 5. One warning; from now on 3.1.1."""
         log.warning(
-            "MQTT broker %s refused MQTT 5 (%s): using MQTT 3.1.1, without message expiry, "
-            "content types or response topics (see README, MQTT 5)",
+            "MQTT broker %s %s: using MQTT 3.1.1 until restart, %s (see README, MQTT 5)",
             self.where,
-            reason_code,
+            why,
+            LOST_UNDER_311,
         )
         self.protocol = "3.1.1"
         self._client = self._make_client()
@@ -407,10 +425,13 @@ class MqttLink:
     ) -> None:
         if client is not self._client:
             return
+        # A CONNACK, whatever its reason: this broker answers MQTT 5 CONNECTs.
+        self._awaiting_connack = False
+        self._hangups = 0
         if reason_code.is_failure:
             if refused_mqtt5(reason_code) and client.protocol == paho.MQTTv5 and not self._stopping:
                 client.loop_stop()  # from its own thread: ends the loop, no join
-                self._fall_back(client, reason_code)
+                self._fall_back(client, f"refused MQTT 5 ({reason_code})")
                 return
             if not self._outage_logged:
                 log.error("MQTT broker %s refused the connection: %s", self.where, reason_code)
@@ -447,7 +468,27 @@ class MqttLink:
         if client is not self._client:
             return
         self.connected.clear()
+        unanswered, self._awaiting_connack = self._awaiting_connack, False
         if self._stopping:
+            return
+        if unanswered and client.protocol == paho.MQTTv5:
+            # The broker hung up on (or never answered) an MQTT 5 CONNECT: RabbitMQ's and
+            # amqtt's way of saying they speak 3.1.1 only.
+            self._hangups += 1
+            if self._hangups >= HANGUPS_BEFORE_311:
+                client.loop_stop()  # from its own thread: ends the loop, no join
+                why = (
+                    f"answered {self._hangups} MQTT 5 connections in a row with no CONNACK "
+                    "(closed, or silent)"
+                )
+                self._fall_back(client, why)
+                return
+            self._jitter_next_wait(client)
+            log.info(
+                "MQTT broker %s closed the connection without answering the MQTT 5 CONNECT; "
+                "trying again",
+                self.where,
+            )
             return
         self._jitter_next_wait(client)
         if not self._outage_logged:
@@ -471,6 +512,30 @@ class MqttLink:
         )
         self._failed_attempts += 1
         client.reconnect_delay_set(min_delay=delay, max_delay=RECONNECT_MAX_S)  # type: ignore[arg-type]
+
+    def _on_socket_open(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
+        """A new socket, its CONNECT about to go: give the broker CONNACK_TIMEOUT to answer."""
+        if client is not self._client:
+            return
+        self._attempt += 1
+        self._awaiting_connack = True
+        timer = threading.Timer(
+            self._connack_timeout, self._no_connack, args=(client, sock, self._attempt)
+        )
+        timer.daemon = True
+        timer.start()
+
+    def _no_connack(self, client: paho.Client, sock: Any, attempt: int) -> None:
+        """Timer thread: the CONNECT of ``attempt`` is still unanswered: close its socket
+        (paho then sees the connection lost, reports it, and reconnects)."""
+        if client is not self._client or attempt != self._attempt or not self._awaiting_connack:
+            return
+        if self._stopping:
+            return
+        log.debug("MQTT broker %s: no CONNACK within %g s", self.where, self._connack_timeout)
+        if isinstance(sock, socket.socket):  # also ssl.SSLSocket
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _on_connect_fail(self, client: paho.Client, _userdata: Any) -> None:
         if client is not self._client:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 import pytest
@@ -418,15 +418,25 @@ def after(deadline: float) -> bool:
 
 class Stand_in:
     """A TCP proxy to a real broker that may refuse MQTT 5 CONNECTs as a 3.1.1-only broker
-    does (CONNACK, return code 1 "unacceptable protocol version", then close), and that
-    can cut every connection (the broker then sees them die without a goodbye)."""
+    does, and that can cut every connection (the broker then sees them die without a
+    goodbye). ``v5_answer`` says how it refuses: ``connack`` (return code 1, "unacceptable
+    protocol version", then close: Mosquitto 1.x, NATS), ``close`` (hang up with no CONNACK:
+    RabbitMQ 3.10) or ``silence`` (keep the connection, say nothing: amqtt 0.12)."""
 
-    def __init__(self, upstream: AnyBroker, *, refuse_v5: bool) -> None:
+    def __init__(
+        self,
+        upstream: AnyBroker,
+        *,
+        refuse_v5: bool,
+        v5_answer: Literal["connack", "close", "silence"] = "connack",
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.levels: list[int] = []  # the protocol level of every CONNECT seen
+        self.firsts: list[bytes] = []
         self._upstream = upstream
-        self._refuse_v5 = refuse_v5
+        self.refuse_v5 = refuse_v5
+        self._v5_answer = v5_answer
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server = socket.create_server((self.host, self.port))
@@ -454,9 +464,14 @@ class Stand_in:
                 conn.close()
                 return
             level = _connect_level(first)
+            self.firsts.append(first[:40])
             self.levels.append(level)
-            if self._refuse_v5 and level == 5:
-                conn.sendall(b"\x20\x02\x00\x01")
+            if self.refuse_v5 and level == 5:
+                if self._v5_answer == "silence":
+                    while conn.recv(65536):  # until the client gives up and closes
+                        pass
+                elif self._v5_answer == "connack":
+                    conn.sendall(b"\x20\x02\x00\x01")
                 conn.close()
                 return
             up = socket.create_connection((self._upstream.host, self._upstream.port))
@@ -536,6 +551,22 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
 @pytest.fixture
 def refuses_v5(broker: AnyBroker) -> Iterator[Stand_in]:
     stand_in = Stand_in(broker, refuse_v5=True)
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def hangs_up_v5(broker: AnyBroker) -> Iterator[Stand_in]:
+    """A broker that closes the connection on an MQTT 5 CONNECT, no CONNACK (RabbitMQ)."""
+    stand_in = Stand_in(broker, refuse_v5=True, v5_answer="close")
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def silent_on_v5(broker: AnyBroker) -> Iterator[Stand_in]:
+    """A broker that never answers an MQTT 5 CONNECT and keeps the connection (amqtt)."""
+    stand_in = Stand_in(broker, refuse_v5=True, v5_answer="silence")
     yield stand_in
     stand_in.close()
 

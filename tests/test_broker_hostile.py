@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from hik2mqtt.bridge import Bridge
 from hik2mqtt.config import MqttSettings
 from hik2mqtt.core.untrusted import (
     MAX_NAME,
@@ -28,7 +30,15 @@ from hik2mqtt.pipeline import (
     Publish,
     RemoveNext,
 )
-from tests.conftest import AnyBroker, wait_until
+from hik2mqtt.simulator import Simulator
+from tests.conftest import (
+    AnyBroker,
+    Stand_in,
+    Subscribe,
+    bridge_settings,
+    camera_config,
+    wait_until,
+)
 from tests.test_pipeline import make_pipeline
 
 FORGED = ["nul\u0000x", "+", "#", "a/b", "$SYS", "bridge", " ", "x" * (MAX_NAME + 1), 7, None]
@@ -202,3 +212,79 @@ def test_untrusted_rules_import_only_the_standard_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- a forged retained registry against the real bridge ---------------------------------
+
+REGISTRIES = {
+    "nul": json.dumps(["nul\u0000x", "old"]).encode(),
+    "wildcards": json.dumps(["+", "#", "a+b", "c#", "old"]).encode(),
+    "10k": forged_registry(),
+}
+
+
+@pytest.mark.parametrize("registry", list(REGISTRIES))
+def test_forged_retained_registry_leaves_reads_on_time(
+    registry: str,
+    broker: AnyBroker,
+    prefix: str,
+    simulator: Simulator,
+    subscribe: Subscribe,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retained ``<prefix>/bridge/cameras`` left by an attacker (a name with U+0000, names
+    with ``+`` and ``#``, 10,000 names), found by a bridge with Home Assistant discovery on:
+    the good camera's reads reach a subscriber within 1 s of being served (during the old
+    cameras' removal and after it), the bridge connects once and stays connected (no
+    reconnect loop), the good old cameras are removed (at most MAX_REMOVALS), and the log
+    has a bounded number of lines about it, none a traceback."""
+    caplog.set_level(logging.INFO)
+    ha = f"ha{prefix}"
+    sub = subscribe(f"{prefix}/#", f"{ha}/#")
+    sub.publish(f"{prefix}/bridge/cameras", REGISTRIES[registry], retain=True)
+    proxy = Stand_in(broker, refuse_v5=False)  # counts the bridge's connections
+    settings = bridge_settings(
+        proxy,  # type: ignore[arg-type]  # host and port are all it takes
+        prefix,
+        {"gate": camera_config(simulator)},
+        homeassistant={"prefix": ha},
+    )
+    bridge = Bridge(settings=settings)
+    expected = MAX_REMOVALS if registry == "10k" else 1
+
+    def removed() -> set[str]:
+        gone = [m for m in sub.messages if m.topic.startswith(f"{ha}/") and not m.payload]
+        return {m.topic.split("/")[2] for m in gone}
+
+    def on_time(plate: str, count: int) -> None:
+        served = time.perf_counter()
+        simulator.emit_read(plate)
+        got = sub.wait_for(f"{prefix}/gate/plate", count, timeout=5)[-1]
+        assert json.loads(got.payload)["plate"] == plate
+        assert got.at - served < 1.0, f"{plate} took {got.at - served:.2f} s"
+
+    bridge.start()
+    try:
+        assert simulator.wait_for_streams(1, timeout=10)
+        sub.wait_for(f"{prefix}/gate/status")
+        on_time("EARLY 1", 1)  # while the old cameras are being removed
+        wait_until(lambda: len(removed()) >= expected)
+        wait_until(lambda: sub.payloads(f"{prefix}/bridge/cameras")[-1:] == [b'["gate"]'])
+        on_time("LATE 2", 2)
+        assert proxy.levels == [5], proxy.firsts
+        assert bridge.link.connected.is_set()
+    finally:
+        bridge.stop()
+        sub.publish(f"{prefix}/bridge/cameras", b"", retain=True)
+        proxy.close()
+    assert len(removed()) == expected
+    assert "hik2mqtt_gate" not in removed()
+    assert all(topic_problem(m.topic) is None for m in sub.messages)
+    about = [
+        r.getMessage()
+        for r in caplog.records
+        if any(w in r.getMessage() for w in ("registry", "no longer configured", "not publishing"))
+    ]
+    assert len(about) <= expected + 2, about
+    assert not [r for r in caplog.records if r.exc_info or "queue full" in r.getMessage()]
+    assert not [r for r in caplog.records if "reconnect" in r.getMessage()]

@@ -207,6 +207,133 @@ def test_falls_back_to_311_with_one_warning_and_keeps_reconnecting(
     assert refused[0].levelno == logging.WARNING
 
 
+@pytest.mark.parametrize("answer", ["close", "silence"])
+def test_a_broker_that_hangs_up_on_mqtt5_twice_gets_311(
+    broker: AnyBroker, prefix: str, answer: str, sub5: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that answers MQTT 5 CONNECTs with no CONNACK (it closes the connection, as
+    RabbitMQ does, or says nothing, as amqtt does): after two such answers in a row the link
+    connects with 3.1.1 (the CONNECTs' protocol levels are 5, 5, 4), with one warning naming
+    the broker and what is lost; a cut connection comes back on 3.1.1, no second warning."""
+    caplog.set_level(logging.INFO, logger="hik2mqtt.mqtt")
+    stand_in = Stand_in(broker, refuse_v5=True, v5_answer=answer)  # type: ignore[arg-type]
+    sub = sub5(f"{prefix}/#")
+    link = MqttLink(
+        settings=mqtt_settings(stand_in),
+        will_topic=f"{prefix}/bridge/status",
+        subscriptions=[],
+        on_connect=lambda: None,
+        on_incoming=lambda _m: None,
+        connack_timeout=0.3,
+    )
+    link.start()
+    try:
+        wait_until(link.connected.is_set)
+        assert stand_in.levels == [5, 5, 4]
+        assert link.protocol == "3.1.1"
+        link.publish(f"{prefix}/gate/plate", b"{}", props=expiring(JSON, 60, camera="gate"))
+        wait_until(lambda: sub.on(f"{prefix}/gate/plate"))
+        stand_in.cut()
+        wait_until(lambda: len(stand_in.levels) == 4 and link.connected.is_set())
+        assert stand_in.levels == [5, 5, 4, 4]
+    finally:
+        link.stop([])
+        stand_in.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings[1:] == [
+        f"MQTT connection to {link.where} lost (Unspecified error); reconnecting"
+    ]
+    assert f"{stand_in.host}:{stand_in.port}" in warnings[0]
+    assert "no CONNACK" in warnings[0]
+    assert "message expiry" in warnings[0]
+    assert "correlation data" in warnings[0]
+
+
+def test_a_connack_on_mqtt5_resets_the_hang_up_count(
+    broker: AnyBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hang-ups that are not in a row (a CONNACK between them) are an outage, not a broker
+    without MQTT 5: the link stays on MQTT 5 and warns about no fallback."""
+    stand_in = Stand_in(broker, refuse_v5=True, v5_answer="close")
+    link = MqttLink(
+        settings=mqtt_settings(stand_in),
+        will_topic=None,
+        subscriptions=[],
+        on_connect=lambda: None,
+        on_incoming=lambda _m: None,
+    )
+    link.start()
+    try:
+        wait_until(lambda: stand_in.levels == [5])  # one hang-up; the next try is >= 0.5 s on
+        stand_in.refuse_v5 = False
+        wait_until(link.connected.is_set)
+        stand_in.refuse_v5 = True
+        stand_in.cut()
+        wait_until(lambda: len(stand_in.levels) == 3)  # the second hang-up, not in a row
+        stand_in.refuse_v5 = False
+        wait_until(lambda: len(stand_in.levels) == 4 and link.connected.is_set())
+        assert stand_in.levels == [5, 5, 5, 5]
+        assert link.protocol == "5"
+    finally:
+        link.stop([])
+        stand_in.close()
+    assert "3.1.1" not in caplog.text
+
+
+def test_check_notes_the_311_fallback_of_a_broker_that_hangs_up(hangs_up_v5: Stand_in) -> None:
+    """`check` against a broker that closes MQTT 5 connections unanswered tries 3.1.1 and
+    says the bridge will use it."""
+    report = Report()
+    check_broker(settings_for(hangs_up_v5), report)
+    assert report.problems == 0, report.lines
+    assert any("did not answer MQTT 5" in line for line in report.lines)
+    assert any("connected, MQTT 3.1.1" in line for line in report.lines)
+    assert hangs_up_v5.levels == [5, 4]
+
+
+def test_run_with_default_settings_delivers_reads_through_amqtt(
+    prefix: str, tmp_path: Path
+) -> None:
+    """`hik2mqtt run`, as its own process with default MQTT settings, against amqtt (a real
+    broker that never answers an MQTT 5 CONNECT): it falls back to 3.1.1 by itself and a
+    simulator's read reaches a subscriber; one warning says so."""
+    import signal
+    import subprocess
+    import sys
+
+    from hik2mqtt.embedded_broker import AmqttBroker
+    from tests.conftest import Subscriber, free_port, process_env
+
+    amqtt = AmqttBroker(free_port())
+    try:
+        sub = Subscriber(amqtt.host, amqtt.port, [f"{prefix}/#"])
+        with Simulator(heartbeat=None) as sim:
+            env = process_env(amqtt, prefix, {"gate": sim})  # type: ignore[arg-type]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hik2mqtt", "run"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                wait_until(lambda: sub.on(f"{prefix}/bridge/status"), timeout=40)
+                assert sim.wait_for_streams(1, timeout=20)
+                sim.emit_read("AMQTT 1")
+                got = sub.wait_for(f"{prefix}/gate/plate", timeout=10)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=15)
+        sub.close()
+    finally:
+        amqtt.stop()
+    assert json.loads(got[0].payload)["plate"] == "AMQTT 1"
+    fallbacks = [line for line in err.splitlines() if "until restart" in line]
+    assert len(fallbacks) == 1, err
+    assert "no CONNACK" in fallbacks[0]
+
+
 def test_broker_reconnect_waits_are_jittered_doubling_and_capped() -> None:
     """Each wait before paho reconnects lies in [half, all] of a step doubling from 1 s to
     10 s; two bridges that failed as often wait differently (jitter), so bridges that lost
