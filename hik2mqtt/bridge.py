@@ -275,6 +275,7 @@ class Bridge:
         final.append((self.topics.bridge_status, OFFLINE))
         self.link.stop(final, timeout=max(0.3, min(1.0, deadline - time.monotonic())))
         self.outbox.close()
+        self.runtime.write_health(stopped=True)  # `hik2mqtt health` is false from now on
         log.info("hik2mqtt stopped")
 
 

@@ -354,6 +354,10 @@ def health_problems(path: Path, *, max_age: float, now: float | None = None) -> 
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         return [f"no readable health file {path}: {exc}"]
+    if not isinstance(doc, dict):
+        return [f"no readable health file {path}: not a JSON object"]
+    if doc.get("stopped"):
+        return ["the bridge has stopped"]
     age = (now if now is not None else time.time()) - float(doc.get("time", 0))
     problems = []
     if age > max_age:
@@ -363,6 +367,7 @@ def health_problems(path: Path, *, max_age: float, now: float | None = None) -> 
     for camera, status in sorted(dict(doc.get("cameras", {})).items()):
         if status != "online":
             problems.append(f"camera {camera} is {status}")
+    problems += [str(p) for p in doc.get("problems", []) if p]  # the page, its history
     return problems
 
 

@@ -125,7 +125,5 @@ def attach_page(settings: Settings, runtime: Runtime) -> WebService | None:
         return None
     page.service = web
     runtime.observers.append(page.observe)
-    runtime.extra_problems.append(
-        lambda: None if web.alive else "the web page's server has stopped"
-    )
+    runtime.extra_problems.append(lambda: web.problem)
     return web

@@ -16,6 +16,7 @@ Every thread here runs under :func:`hik2mqtt.supervise.supervise`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
@@ -143,6 +144,8 @@ class Runtime:
         self.list_edits: queue.Queue[EditList | None] = queue.Queue()
         # More reasons the bridge is not healthy (the web page's server, when it runs).
         self.extra_problems: list[Callable[[], str | None]] = []
+        self._health_lock = threading.Lock()
+        self._health_final = False  # the bridge stopped: its last word is written
         # Who else sees each published read and picture (the web page and its history);
         # called on the thread that brought the read, after the pipeline's lock is let go,
         # so they must only queue what they get.
@@ -443,19 +446,31 @@ class Runtime:
         problems += [p for check in self.extra_problems if (p := check()) is not None]
         return problems
 
-    def write_health(self) -> None:
-        """The bridge's real state, for ``hik2mqtt health`` (written atomically)."""
+    def write_health(self, *, stopped: bool = False) -> None:
+        """The bridge's real state, for ``hik2mqtt health`` (written atomically); with
+        ``stopped`` (a clean stop), that the bridge has stopped, written once and last."""
         path = self.health_file
         if path is None:
             return
-        doc = {
-            "time": time.time(),
-            "broker": self.link.connected.is_set(),
-            "cameras": self.statuses(),
-        }
-        try:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(doc))
-            tmp.replace(path)
-        except OSError as exc:
-            log.warning("cannot write the health file %s: %s", path, exc)
+        with self._health_lock:
+            if self._health_final:
+                return
+            if stopped:
+                self._health_final = True
+                doc: dict[str, object] = {"time": time.time(), "stopped": True}
+            else:
+                doc = {
+                    "time": time.time(),
+                    "broker": self.link.connected.is_set(),
+                    "cameras": self.statuses(),
+                    "problems": [p for check in self.extra_problems if (p := check()) is not None],
+                }
+            try:
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(json.dumps(doc))
+                tmp.replace(path)
+            except OSError as exc:
+                log.warning("cannot write the health file %s: %s", path, exc)
+                if stopped:  # no stale "healthy" left behind for up to --max-age
+                    with contextlib.suppress(OSError):
+                        path.unlink()

@@ -188,7 +188,8 @@ def test_health_follows_the_bridges_real_state(
     broker: Broker | ExternalBroker, prefix: str, tmp_path: Path
 ) -> None:
     """`hik2mqtt health` exits 0 while the bridge has the broker and every camera, and 1
-    with the reason when a camera is gone or the bridge stopped writing its state."""
+    with the reason when a camera is gone, the bridge has stopped (at once, not after
+    --max-age) or it stopped writing its state."""
     from hik2mqtt.bridge import Bridge
     from tests.conftest import bridge_settings, camera_config
 
@@ -212,7 +213,9 @@ def test_health_follows_the_bridges_real_state(
         wait_until(lambda: check() == (1, "camera cam is offline"), timeout=20)
     finally:
         bridge.stop()
-    code, out = check("--max-age", "0")
+    assert check("--max-age", "3600") == (1, "the bridge has stopped")
+    health.write_text(json.dumps({"time": 0, "broker": True, "cameras": {"cam": "online"}}))
+    code, out = check("--max-age", "30")
     assert code == 1
     assert "last wrote its state" in out
 

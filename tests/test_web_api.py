@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import socket
@@ -64,6 +65,34 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 
     yield start
     for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def serve_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the many requests of a sweep (each test must leave it as it was)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    lists_path = folder / "lists.yaml"
+    lists_path.write_text("lists:\n  allow: [AB1]\n")
+    backend = FakeBackend(
+        views=[camera("gate", outputs=(1, 2), barrier=True)],
+        pictures={},
+        lists_path=lists_path,
+        trigger_interval=60.0,
+    )
+    service = WebService(
+        backend=backend,
+        host="127.0.0.1",
+        port=0,
+        password=PASSWORD,
+        history_dir=folder / "history",
+        images_dir=folder / "images",
+    )
+    service.start()
+    service.read(record("gate", "AB12CDE"))
+    try:
+        yield Served(service, backend, f"http://127.0.0.1:{service.port}")
+    finally:
         service.stop()
 
 
@@ -134,6 +163,154 @@ def test_bad_filters_are_refused_clearly(serve: Callable[..., Served], query: st
     )
     assert answer.status_code == 400
     assert answer.json()["error"]
+
+
+DEEP = b"[" * 1500 + b"]" * 1500
+HOSTILE_QUERIES = [
+    "since=0001-01-01",  # no POSIX timestamp in the bridge's zone: was a 500
+    "until=0001-01-01",
+    "since=0001-01-01T00:00:00",
+    "since=2026-02-30",
+    "since=2026-01-01T24:01",
+    "since=NaN",
+    "since=inf",
+    "since=" + "2" * 65,
+    "until=%ff%fe",
+    "limit=NaN",
+    "limit=inf",
+    "limit=1e3",
+    "limit=-1",
+    "limit=" + "9" * 5000,
+    "limit=%EF%BC%91",  # a full-width digit one
+    "tolerance=-1",
+    "tolerance=1.5",
+    "cursor=" + "9" * 40,
+    "cursor=-5",
+    "plate=" + "A" * 10_000,
+    "camera=" + "x" * 65,
+    "duplicate=maybe",
+    "retransmitted=%00",
+    "gate=%ff",
+]
+
+
+@pytest.mark.parametrize("path", ["/api/reads", "/api/reads.csv"])
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_hostile_filters_are_400_with_a_reason(
+    serve_once: Served, caplog: pytest.LogCaptureFixture, path: str, query: str
+) -> None:
+    """Any date, number or text a client sends as a filter is a 400 saying which filter."""
+    caplog.set_level(logging.ERROR)
+    answer = requests.get(
+        serve_once.url(f"{path}?{query}"),
+        headers={"Authorization": f"Bearer {PASSWORD}"},
+        timeout=10,
+    )
+    assert answer.status_code == 400, answer.text[:200]
+    reason = answer.json()["error"]
+    assert reason.split(":", maxsplit=1)[0] == query.split("=", maxsplit=1)[0]
+    assert "unexpected error" not in caplog.text
+
+
+HOSTILE_BODIES = [
+    (DEEP, "nested deeper than 32 levels"),  # was a RecursionError, a 500
+    (b'{"a":' * 600 + b"1" + b"}" * 600, "nested deeper than 32 levels"),
+    (b'{"value":' + b"[" * 33 + b"]" * 33 + b"}", "nested deeper than 32 levels"),
+    (b"[]", "expected a JSON object"),
+    (b"null", "expected a JSON object"),
+    (b'"on"', "expected a JSON object"),
+    (b"7", "expected a JSON object"),
+    (b'{"value": NaN}', "NaN is not a JSON number"),
+    (b'{"value": -Infinity}', "-Infinity is not a JSON number"),
+    (b'{"value": 1e999}', "too large"),
+    (b'{"value": ' + b"9" * 4000 + b"}", "more than 20 digits"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b'{"value": "\xc3"}', "not UTF-8"),
+    (b"{", "not JSON"),
+    (b'{"value": "on"} x', "not JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/cameras/gate/barrier"),
+        ("POST", "/api/cameras/gate/outputs/1"),
+        ("PUT", "/api/lists"),
+    ],
+)
+@pytest.mark.parametrize(("body", "why"), HOSTILE_BODIES)
+def test_hostile_json_bodies_are_400_with_a_reason(
+    serve_once: Served,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    body: bytes,
+    why: str,
+) -> None:
+    """Deep, non-object, non-finite, huge or non-UTF-8 JSON is a 400 saying why; nothing
+    reaches the camera or the lists file."""
+    caplog.set_level(logging.ERROR)
+    before = serve_once.backend.lists_path.read_text() if serve_once.backend.lists_path else ""
+    answer = requests.request(
+        method,
+        serve_once.url(path),
+        data=body,
+        headers={"Authorization": f"Bearer {PASSWORD}"},
+        timeout=10,
+    )
+    assert answer.status_code == 400, answer.text[:200]
+    assert why in answer.json()["error"]
+    assert serve_once.backend.submitted == []
+    assert serve_once.backend.lists_path is not None
+    assert serve_once.backend.lists_path.read_text() == before
+    assert "unexpected error" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "value", ["x" * 65, "on\x00", "open\n", "\ud800"], ids=["long", "nul", "newline", "surrogate"]
+)
+def test_command_values_are_short_printable_text(serve_once: Served, value: str) -> None:
+    """A command's value is refused before the camera when it can't be one: too long,
+    control characters, a lone surrogate (which no answer could even encode)."""
+    answer = requests.post(
+        serve_once.url("/api/cameras/gate/barrier"),
+        data=('{"value": ' + json.dumps(value) + "}").encode(),
+        headers={"Authorization": f"Bearer {PASSWORD}"},
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("value:")
+    assert serve_once.backend.submitted == []
+
+
+def test_login_forms_and_bodies_are_refused_clearly(serve_once: Served) -> None:
+    """A login form with too many fields, or too big, is a 400/413, not a server error."""
+    many = requests.post(
+        serve_once.url("/login"),
+        data=b"password=x&" + b"a=1&" * 100,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert many.status_code == 400
+    assert "at most 10 fields" in many.json()["error"]
+    big = requests.post(
+        serve_once.url("/login"), data=b"p" * 5000, allow_redirects=False, timeout=5
+    )
+    assert big.status_code == 413
+
+
+def test_times_at_the_edges_still_search(serve_once: Served) -> None:
+    """Times far away that do have a timestamp are searched, not refused."""
+    auth = {"Authorization": f"Bearer {PASSWORD}"}
+    for query in [
+        "since=0001-01-01T00:00:00%2B00:00",
+        "until=9999-12-31T23:59:59.999999-14:00",
+        "since=1970-01-01&until=9999-01-01",
+    ]:
+        answer = requests.get(serve_once.url(f"/api/reads?{query}"), headers=auth, timeout=5)
+        assert answer.status_code == 200, (query, answer.text)
 
 
 def test_csv_export(serve: Callable[..., Served]) -> None:

@@ -527,3 +527,81 @@ def test_a_published_read_is_stored_as_sent(tmp_path: Path) -> None:
         assert db.execute("SELECT data FROM reads").fetchone()[0].encode() == text
     finally:
         db.close()
+
+
+def test_a_failing_writer_is_restarted_and_loses_no_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk fills up (SQLite's own "database or disk is full", made real by capping the
+    file's pages): the writer fails, is restarted after its backoff while the reads wait,
+    the history's problem says so (for health), and once there is room again every read,
+    those queued while it failed included, is stored, once."""
+    store = History(tmp_path / "history", backoff=lambda attempt: 0.05)
+    store.start()
+    try:
+        store.add(record("gate", "FIRST1"))
+        assert store.flush()
+        assert store.problem is None
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")  # full: no page more
+        for n in range(300):
+            store.add(record("gate", f"FULL{n:03d}"))
+        wait_until(lambda: store.restarts >= 2)
+        problem = store.problem
+        assert problem is not None
+        assert "database or disk is full" in problem
+        assert "restarting" in problem
+        assert store.alive
+        assert not store.flush(timeout=0.2)  # nothing is written while the disk is full
+        assert "history-writer failed unexpectedly" in caplog.text
+        store._db.execute("PRAGMA max_page_count = 1073741823")  # room again
+        assert store.flush(timeout=10)
+        assert store.problem is None
+        assert store.count() == 301
+        assert store.dropped == 0
+        assert store.refused == 0
+        assert [r.plate for r in store.search(Query(plate="FULL299")).records] == ["FULL299"]
+    finally:
+        store.close()
+
+
+def test_reads_queued_at_the_stop_of_a_failing_writer_get_one_last_try(tmp_path: Path) -> None:
+    """Closed while the writer waits to retry: the reads still waiting are written once
+    more on the way out (a disk that healed meanwhile keeps them)."""
+    store = History(tmp_path / "history", backoff=lambda attempt: 3600.0)
+    store.start()
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    for n in range(300):
+        store.add(record("gate", f"LAST{n:03d}"))
+    wait_until(lambda: store.restarts >= 1)
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    store.close()
+    reopened = History(tmp_path / "history")
+    try:
+        assert reopened.count() == 300
+    finally:
+        reopened.close()
+
+
+def test_a_read_that_cannot_be_stored_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read the database refuses (text SQLite can't encode: a lone surrogate) is left
+    out and counted; the reads written with it in one batch are stored, a received time
+    no timestamp can hold is stored as now, and the writer needs no restart."""
+    store = History(tmp_path / "history", backoff=lambda attempt: 0.05)
+    store.start()
+    try:
+        store.add_published({"camera": "gate", "plate": "GOOD1"})
+        store.add_published({"camera": "gate", "plate": "AB\ud800"})
+        store.add_published({"camera": "gate", "plate": "GOOD2", "received": "0001-01-01T00:00"})
+        assert store.flush()
+        assert sorted(r.plate or "" for r in store.search(Query()).records) == ["GOOD1", "GOOD2"]
+        assert store.refused == 1
+        assert "read 2 refused" in caplog.text
+        store.prune()  # the odd received time in memory is no trouble either
+        assert store.restarts == 0
+        assert store.problem is None
+    finally:
+        store.close()

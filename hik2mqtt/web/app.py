@@ -23,6 +23,7 @@ import contextlib
 import html
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -70,6 +71,10 @@ MAX_COMMAND_BODY = 4 * 1024
 MAX_LISTS_BODY = 1024 * 1024
 MAX_LOGIN_BODY = 4 * 1024
 MAX_FILTER_TEXT = 64
+MAX_COMMAND_VALUE = 64
+MAX_JSON_DEPTH = 32  # the lists editor's body is 4 deep
+MAX_JSON_DIGITS = 20
+MAX_FORM_FIELDS = 10
 KEEPALIVE = 15.0
 CAMERA_POLL = 2.0
 _KIND = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -149,7 +154,10 @@ class WebApp:
             Route("/static/{name}", self.static),
             Route("/favicon.ico", self.favicon),
         ]
-        self.starlette = Starlette(routes=routes)
+        self.starlette = Starlette(
+            routes=routes,
+            exception_handlers={Refused: _refused, listsfile.ListsRefused: _refused},
+        )
         self.asgi: ASGIApp = self._guard
 
     # -- the guard in front of every request ----------------------------------------------
@@ -328,6 +336,10 @@ class WebApp:
                 given = _json(body).get("value")
                 if not isinstance(given, str):
                     raise Refused(400, 'expected JSON {"value": "..."}')
+                if len(given) > MAX_COMMAND_VALUE or not given.isprintable():
+                    raise Refused(
+                        400, f"value: at most {MAX_COMMAND_VALUE} characters, no control characters"
+                    )
                 value = given
         except Refused as exc:
             return _error(exc.status, exc.reason)
@@ -501,6 +513,11 @@ class WebApp:
 # -- helpers ----------------------------------------------------------------------------
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    """A Refused (or ListsRefused) raised anywhere in a route: its status and reason."""
+    return _error(getattr(exc, "status", 400), getattr(exc, "reason", "bad request"))
+
+
 def _error(status: int, reason: str) -> Response:
     return JSONResponse({"error": reason}, status_code=status)
 
@@ -546,20 +563,80 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _NotJson(ValueError):
+    """A JSON text this API refuses although Python's parser would take it."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotJson(f"the number {text[:20]} is too large")
+    return number
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise _NotJson(f"a number of more than {MAX_JSON_DIGITS} digits")
+    return int(text)
+
+
+def _too_deep(doc: Any, limit: int) -> bool:
+    """True when ``doc`` nests lists and objects deeper than ``limit`` (no recursion)."""
+    level: list[tuple[Any, int]] = [(doc, 1)]
+    while level:
+        node, depth = level.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        level.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json(body: bytes) -> dict[str, Any]:
+    """A body as a JSON object; Refused (400, saying why) for anything else: not UTF-8, not
+    JSON, NaN or Infinity, numbers too large, nested deeper than MAX_JSON_DEPTH."""
     try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused(400, "the body is not JSON") from exc
+        doc = json.loads(
+            body.decode("utf-8-sig") if body else "{}",
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            parse_int=_integer,
+        )
+    except UnicodeDecodeError as exc:
+        raise Refused(400, "the body is not UTF-8 text") from exc
+    except _NotJson as exc:
+        raise Refused(400, f"the body is not JSON this API takes: {exc}") from exc
+    except RecursionError as exc:
+        raise Refused(400, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:
+        raise Refused(400, f"the body is not JSON: {_first_line(exc)}") from exc
     if not isinstance(doc, dict):
         raise Refused(400, "expected a JSON object")
+    if _too_deep(doc, MAX_JSON_DEPTH):
+        raise Refused(400, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     return doc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
 def _form(body: bytes) -> dict[str, str]:
     from urllib.parse import parse_qs  # noqa: PLC0415 - only logins need it
 
-    parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError as exc:  # more fields than that
+        raise Refused(400, f"a login form has at most {MAX_FORM_FIELDS} fields") from exc
     return {k: v[0] for k, v in parsed.items() if v}
 
 
@@ -574,13 +651,22 @@ def _flag(value: str | None, name: str) -> bool | None:
 
 
 def _when(value: str | None, name: str) -> datetime | None:
+    """A ``since``/``until`` filter: ISO 8601, a time without a zone in the bridge's own;
+    Refused (400) for anything else, a time no POSIX timestamp can hold included."""
     if not value:
         return None
+    if len(value) > MAX_FILTER_TEXT:
+        raise Refused(400, f"{name}: too long for a time")
     try:
-        when = datetime.fromisoformat(value[:MAX_FILTER_TEXT])
+        when = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise Refused(400, f"{name}: expected an ISO 8601 time") from exc
-    return when if when.tzinfo is not None else when.astimezone()
+        raise Refused(400, f"{name}: expected an ISO 8601 time (2026-12-24T18:00)") from exc
+    try:
+        when = when if when.tzinfo is not None else when.astimezone()
+        when.timestamp()  # the history compares timestamps: one must exist
+    except (ValueError, OverflowError, OSError) as exc:
+        raise Refused(400, f"{name}: {value!r} is out of the range of times") from exc
+    return when
 
 
 def _query(request: Request) -> Query:

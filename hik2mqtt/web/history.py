@@ -32,9 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hik2mqtt.backoff import reconnect_delay
 from hik2mqtt.events import PICTURE_KIND_NAMES
 from hik2mqtt.images import FILE_PART_LIMIT
 from hik2mqtt.plates import CONFUSABLE, distance, normalize
+from hik2mqtt.supervise import start_thread
 from hik2mqtt.web.backend import ReadRecord, picture_files, search_fields
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,22 @@ CSV_COLUMNS = (
     "gate_reason",
     "event_id",
 )
+
+
+# Errors that blame the rows, not the disk: each read is then tried alone.
+_ROW_FAULTS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
+
+
+class _RowsRefused(Exception):
+    """The database refused a batch's rows themselves (its cause says how)."""
 
 
 def fold(plate: str | None) -> str | None:
@@ -227,6 +245,7 @@ class History:
         memory_reads: int = MEMORY_READS,
         queue_size: int = QUEUE_SIZE,
         clock: Callable[[], float] = time.time,
+        backoff: Callable[[int], float] = reconnect_delay,
     ) -> None:
         self.folder = folder
         self.keep_days = keep_days
@@ -259,9 +278,15 @@ class History:
         self._pending = 0
         self._last_add = 0.0  # time.monotonic() of the last read added
         self._pending_flush = 0  # callers of flush() waiting: write at once
-        self.dropped = 0
-        self.write_errors = 0
+        self.queue_size = queue_size
+        self.dropped = 0  # reads dropped from a full queue (the writer behind or failing)
+        self.refused = 0  # reads the database refused (never retried)
+        self.write_errors = 0  # batches that failed (and were queued again)
+        self.restarts = 0
+        self._failure: str | None = None  # why the writer failed last, until it writes again
+        self._backoff = backoff
         self._stop = False
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_prune = 0.0
 
@@ -282,10 +307,7 @@ class History:
             waiting = _Waiting(self._next_id, doc, text, gate_open, gate_reason)
             self._next_id += 1
             if len(self._queue) == self._queue.maxlen:
-                self.dropped += 1
-                self._pending -= 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    log.warning("history: writer behind, %d reads dropped so far", self.dropped)
+                self._count_dropped(1)
             self._queue.append(waiting)
             self._last_add = time.monotonic()
             self._pending += 1
@@ -310,20 +332,53 @@ class History:
     # -- the writer thread ----------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._thread.start()
+        """Start the writer, supervised like every thread of the bridge (supervise.py): a
+        failure (a full or read-only disk, a bug) is logged, the reads it was writing go
+        back to the queue, ``problem`` says so, and the writer starts again after a
+        capped backoff."""
+        self._thread = start_thread(
+            self._run,
+            name="history-writer",
+            stop=self._stopping,
+            on_crash=self._crashed,
+            backoff=self._backoff,
+        )
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def problem(self) -> str | None:
+        """Why reads are not being written now (None: the writer is fine), for health."""
+        failure = self._failure
+        if failure is not None:
+            return f"the history writer failed ({failure}); restarting it"
+        if self._thread is not None and not self._thread.is_alive() and not self._stop:
+            return "the history writer has stopped"
+        return None
+
+    def _crashed(self) -> None:
+        self.restarts += 1
+        if self._failure is None:
+            self._failure = "an unexpected error"
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, stop the writer, close the database."""
         with self._lock:
             self._stop = True
             self._wake.notify()
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            left = [] if self.alive else list(self._queue)
+            self._queue.clear()
+        if left:  # stopped while waiting to retry: one last try, so a healed disk keeps them
+            try:
+                self._write(self._rows(left))
+            except Exception as exc:
+                log.error("history: %d reads not written at the stop: %s", len(left), exc)
         with self._db_lock:
             self._db.close()
 
@@ -368,23 +423,88 @@ class History:
                 batch = list(self._queue)
                 self._queue.clear()
                 stopping = self._stop
-            try:
-                if batch:
-                    self._write(batch)
-                if self.clock() >= self._next_prune:
+            if batch:
+                self._store(batch)
+            if self.clock() >= self._next_prune:
+                try:
                     self.prune()
-            except Exception:  # a broken disk must not kill the writer silently
-                self.write_errors += 1
-                log.exception("history: cannot write %d reads", len(batch))
-            finally:
-                with self._lock:
-                    self._pending -= len(batch)
-                    self._wake.notify_all()
+                except sqlite3.Error as exc:  # tried again in an hour; reads still written
+                    log.error("history: cannot delete old reads: %s", exc)
             if stopping:
                 return
 
-    def _write(self, batch: list[_Waiting]) -> None:
-        rows = [waiting.row() for waiting in batch]
+    def _store(self, batch: list[_Waiting]) -> None:
+        """Write ``batch``; when the database fails (a full, read-only or vanished disk),
+        the reads not written go back to the front of the queue (the oldest dropped and
+        counted if it overflows) and the writer fails, to be restarted by its supervisor
+        after a backoff. A read the database refuses for itself is left out and counted."""
+        rows = self._rows(batch)
+        handled = written = 0  # rows[:handled] are written or refused for good
+        try:
+            try:
+                written = self._write(rows)
+                handled = len(rows)
+            except _RowsRefused:
+                for pair in rows:  # one at a time, to find the rows at fault
+                    try:
+                        written += self._write([pair])
+                    except _RowsRefused as exc:
+                        with self._lock:
+                            self._count_refused(1)
+                        log.error("history: read %d refused: %s", pair[0].id, exc.__cause__)
+                    handled += 1
+        except Exception as exc:
+            self._failure = f"{type(exc).__name__}: {exc}"[:200]
+            self.write_errors += 1
+            with self._lock:
+                self._pending -= written
+                waiting = [w for w, _ in rows[handled:]] + list(self._queue)
+                over = max(0, len(waiting) - self.queue_size)
+                if over:
+                    self._count_dropped(over)
+                self._queue.clear()
+                self._queue.extend(waiting[over:])
+                self._wake.notify_all()
+            raise
+        with self._lock:
+            self._pending -= written
+            self._wake.notify_all()
+        if self._failure is not None:
+            log.info("history: writing again (%d reads written)", written)
+            self._failure = None
+
+    def _count_dropped(self, count: int) -> None:
+        """``count`` waiting reads will never be written (called holding the lock)."""
+        before = self.dropped
+        self.dropped += count
+        self._pending -= count
+        if before == 0 or before // 1000 != self.dropped // 1000:
+            log.warning("history: writer behind, %d reads dropped so far", self.dropped)
+
+    def _count_refused(self, count: int) -> None:
+        """``count`` reads that can't be stored, never retried (called holding the lock)."""
+        self.refused += count
+        self._pending -= count
+
+    def _rows(self, batch: list[_Waiting]) -> list[tuple[_Waiting, tuple[Any, ...]]]:
+        """Each read of ``batch`` with its row; a read whose row can't be made (a bug, a
+        document no read has) is left out and counted, so it can't stop the others."""
+        rows = []
+        for waiting in batch:
+            try:
+                rows.append((waiting, waiting.row()))
+            except Exception as exc:
+                with self._lock:
+                    self._count_refused(1)
+                log.error("history: read %d can't be stored: %r", waiting.id, exc)
+        return rows
+
+    def _write(self, rows: list[tuple[_Waiting, tuple[Any, ...]]]) -> int:
+        """Write ``rows`` in one transaction; how many were written. _RowsRefused when a
+        row itself is at fault (so each is then tried alone)."""
+        if not rows:
+            return 0
+        values = [row for _, row in rows]
         with self._db_lock:
             self._db.execute("BEGIN")
             try:
@@ -392,20 +512,24 @@ class History:
                 # sqlite3 module lets go of the GIL for each step and must win it back from
                 # busy camera threads every time, up to 5 ms each (bench/bench_web.py:
                 # 2,000 rows beside a busy thread took 10 s one by one, 0.1 s this way).
-                for start in range(0, len(rows), INSERT_ROWS):
-                    chunk = rows[start : start + INSERT_ROWS]
+                for start in range(0, len(values), INSERT_ROWS):
+                    chunk = values[start : start + INSERT_ROWS]
                     self._db.execute(
                         _INSERT + ",".join([_ROW] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 if self.folder is None:
                     self._db.execute(
-                        "DELETE FROM reads WHERE id <= ?", (batch[-1].id - self.memory_reads,)
+                        "DELETE FROM reads WHERE id <= ?", (rows[-1][0].id - self.memory_reads,)
                     )
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, _ROW_FAULTS):
+                    raise _RowsRefused from exc
                 raise
+        return len(rows)
 
     def prune(self) -> int:
         """Delete reads older than ``keep_days``; how many went."""
@@ -663,9 +787,12 @@ def _received(doc: dict[str, Any], ts: float | None) -> datetime:
     text = doc.get("received")
     if isinstance(text, str):
         try:
-            return datetime.fromisoformat(text)
-        except ValueError:
+            when = datetime.fromisoformat(text)
+            when.timestamp()  # one a timestamp can hold (not year 1 in the local zone)
+        except (ValueError, OverflowError, OSError):
             pass
+        else:
+            return when
     return datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
 
 

@@ -119,6 +119,13 @@ class WebService:
         """The server and the history writer are running (for the bridge's health)."""
         return self.server.alive and self.history.alive
 
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the page for the bridge's health (None: nothing)."""
+        if not self.server.alive:
+            return "the web page's server has stopped"
+        return self.history.problem
+
     def published(
         self,
         doc: dict[str, Any],
